@@ -1,0 +1,27 @@
+# The two set-up commands the README gives: `make demo` and `make test`.
+# Each creates .venv on first use and installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: demo test lint bench
+demo: $(STAMP)
+	$(BIN)/ultravox-fsm demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check ultravox_fsm tests benchmarks
+	$(BIN)/ruff format --check ultravox_fsm tests benchmarks
+	$(BIN)/mypy --strict ultravox_fsm
+
+test: lint
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/decode.py
