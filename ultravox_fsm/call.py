@@ -1,0 +1,122 @@
+"""The REST call-creation request and response (protocol reference §1), and duration strings.
+
+The API takes protobuf-JSON durations (``"1800s"``); the seed documented and sent ``"30m"``,
+which the API's own pattern rejects. `to_duration` accepts what users write and produces the
+wire form, or raises a ValueError that says what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+_WIRE_DURATION = re.compile(r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,9})?s$")
+_HUMAN_DURATION = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$"
+)
+_UNITS = (3600.0, 60.0, 1.0)
+
+
+def to_duration(value: str | float | int) -> str:
+    """Return the API's duration string for seconds, ``"90s"``, ``"30m"``, ``"1h30m"`` etc."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().replace(" ", "")
+        if _WIRE_DURATION.match(text):
+            return text
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return to_duration(float(text))
+        match = _HUMAN_DURATION.match(text) if text else None
+        if match is None or not any(match.groups()):
+            raise ValueError(
+                f"invalid duration {value!r}: use seconds (1800 or '1800s') or h/m/s units "
+                "such as '30m' or '1h30m'"
+            )
+        seconds = sum(float(g) * u for g, u in zip(match.groups(), _UNITS) if g)
+    if seconds < 0:
+        raise ValueError(f"invalid duration {value!r}: must not be negative")
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+class _Body(msgspec.Struct, rename="camel", omit_defaults=True):
+    pass
+
+
+class ServerWebSocketMedium(_Body, kw_only=True):
+    input_sample_rate: int
+    output_sample_rate: int | None = None
+    client_buffer_size_ms: int | None = None
+    data_messages: dict[str, bool] | None = None
+
+
+class CallMedium(_Body, kw_only=True):
+    server_web_socket: ServerWebSocketMedium
+
+
+class InitialMessage(_Body, kw_only=True):
+    """One message of a conversation to start from (``initialMessages``)."""
+
+    role: Literal[
+        "MESSAGE_ROLE_USER",
+        "MESSAGE_ROLE_AGENT",
+        "MESSAGE_ROLE_TOOL_CALL",
+        "MESSAGE_ROLE_TOOL_RESULT",
+    ]
+    text: str
+    invocation_id: str | None = None
+    tool_name: str | None = None
+    medium: Literal["MESSAGE_MEDIUM_VOICE", "MESSAGE_MEDIUM_TEXT"] | None = None
+
+
+class StartCallRequest(_Body, kw_only=True):
+    """Body of ``POST /calls``; ``extra`` fields are merged in by `encode_start_call`."""
+
+    system_prompt: str | None = None
+    model: str | None = None
+    voice: str | None = None
+    external_voice: dict[str, Any] | None = None
+    temperature: float | None = None
+    language_hint: str | None = None
+    max_duration: str | None = None
+    join_timeout: str | None = None
+    time_exceeded_message: str | None = None
+    initial_messages: list[InitialMessage] | None = None
+    selected_tools: list[dict[str, Any]] | None = None
+    medium: CallMedium | None = None
+    first_speaker_settings: dict[str, Any] | None = None
+    initial_output_medium: Literal["MESSAGE_MEDIUM_VOICE", "MESSAGE_MEDIUM_TEXT"] | None = None
+    vad_settings: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    recording_enabled: bool | None = None
+
+
+class CallResponse(msgspec.Struct, rename="camel", kw_only=True):
+    """The fields of the 201 `Call` object this library reads; the rest are ignored."""
+
+    call_id: str
+    join_url: str | None = None
+    ended: str | None = None
+    end_reason: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_response_decoder = msgspec.json.Decoder(CallResponse)
+
+
+def encode_start_call(request: StartCallRequest, extra: dict[str, Any] | None = None) -> bytes:
+    """JSON body for ``POST /calls``; ``extra`` keys (raw API names) override typed fields."""
+    if not extra:
+        return _encoder.encode(request)
+    body = msgspec.to_builtins(request)
+    body.update(extra)
+    return _encoder.encode(body)
+
+
+def decode_call_response(data: bytes) -> CallResponse:
+    """Decode a 201 body; raises msgspec errors for the caller to wrap."""
+    return _response_decoder.decode(data)

@@ -1,0 +1,123 @@
+"""Inputs to the core that do not come off the wire: client requests and connection facts.
+
+Decoded server messages (`wire.ServerMessage`) are fed to the core as they are; these Structs
+cover everything else. They are frozen msgspec Structs so a trace can record and replay them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class Input(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Base of the non-wire inputs."""
+
+
+class Connected(Input):
+    """The call's socket is open; ``call_id`` comes from the call-creation response."""
+
+    call_id: str
+
+
+class CallLost(Input):
+    """The socket failed or closed unexpectedly; the adapter will place a new call."""
+
+    reason: str
+
+
+class CallEnded(Input):
+    """The call ended normally (hang-up, max duration, server close 1000)."""
+
+    reason: str
+
+
+class Close(Input):
+    """The user closed the session."""
+
+
+class RestartRequested(Input):
+    """Instructions or tools changed: the call must be replaced, keeping the conversation."""
+
+    reason: str
+
+
+class AgentAudio(Input):
+    """A binary frame of agent audio that the fast path could not place."""
+
+    data: bytes
+
+
+class ReplyRequested(Input):
+    request_id: str
+    instructions: str | None = None
+
+
+class SayRequested(Input):
+    request_id: str
+    text: str
+    interruptible: bool = True
+
+
+class RequestCancelled(Input):
+    """The caller gave up on a request; its reply, if it still comes, is dropped."""
+
+    request_id: str
+
+
+class ContextAdded(Input):
+    """A chat-context item that informs the agent without asking for a reply."""
+
+    role: Literal["user", "system"]
+    text: str
+
+
+class ContextFlush(Input):
+    """End of the tick: held context that no reply request took goes out as `later`."""
+
+
+class ToolResult(Input):
+    invocation_id: str
+    result: str | None = None
+    error_message: str | None = None
+    error_type: Literal["undefined", "implementation-error"] | None = None
+    reply_required: bool = True
+
+
+class ToolsChanged(Input):
+    """The names of the tools the live call knows; others are answered `undefined`."""
+
+    names: frozenset[str]
+
+
+class InterruptRequested(Input):
+    pass
+
+
+class OutputMediumChanged(Input):
+    medium: Literal["voice", "text"]
+
+
+class HangUpRequested(Input):
+    message: str | None = None
+
+
+ClientInput = (
+    Connected
+    | CallLost
+    | CallEnded
+    | Close
+    | RestartRequested
+    | AgentAudio
+    | ReplyRequested
+    | SayRequested
+    | RequestCancelled
+    | ContextAdded
+    | ContextFlush
+    | ToolResult
+    | ToolsChanged
+    | InterruptRequested
+    | OutputMediumChanged
+    | HangUpRequested
+)
