@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-_WIRE_DURATION = re.compile(r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,9})?s$")
+WIRE_DURATION = re.compile(r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,9})?s$")
 _HUMAN_DURATION = re.compile(
     r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$"
 )
@@ -27,7 +27,7 @@ def to_duration(value: str | float | int) -> str:
         seconds = float(value)
     else:
         text = value.strip().replace(" ", "")
-        if _WIRE_DURATION.match(text):
+        if WIRE_DURATION.match(text):
             return text
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
             return to_duration(float(text))

@@ -1,0 +1,127 @@
+"""The Ultravox side of the I/O: create a call over REST, open its serverWebSocket.
+
+No LiveKit here. Failures are typed so a caller can decide what to retry: `CallRejected`
+carries the HTTP status, the body text and any ``Retry-After``; `CallUnreachable` is a network
+failure or timeout. The API key travels only in the ``X-API-Key`` header and never appears in
+an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from email.utils import parsedate_to_datetime
+from time import time
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import msgspec
+
+from ..call import CallResponse, decode_call_response
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class CallRejected(Exception):
+    """The API answered call creation with an error status."""
+
+    def __init__(self, status: int, body: str, retry_after: float | None) -> None:
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        self.retryable = status in RETRYABLE_STATUS or status >= 500
+        hint = {401: " (invalid Ultravox API key)", 403: " (the API key may not do this)"}
+        super().__init__(
+            f"Ultravox call creation failed: HTTP {status}{hint.get(status, '')}: {body[:500]}"
+        )
+
+
+class CallUnreachable(Exception):
+    """The API or the call's socket could not be reached in time."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+    except (TypeError, ValueError):
+        return None
+
+
+async def create_call(
+    http: aiohttp.ClientSession,
+    *,
+    base_url: str,
+    api_key: str,
+    body: bytes,
+    query: dict[str, str],
+    timeout: float,
+) -> CallResponse:
+    """``POST {base_url}/calls``; returns the 201 body or raises a typed error."""
+    url = f"{base_url.rstrip('/')}/calls"
+    if query:
+        url += "?" + urlencode(query)
+    headers = {
+        "X-API-Key": api_key,
+        "Content-Type": "application/json",
+        "User-Agent": "ultravox-fsm",
+    }
+    try:
+        async with http.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            text = await resp.text()
+            if resp.status not in (200, 201):
+                raise CallRejected(resp.status, text, _retry_after(resp.headers.get("Retry-After")))
+            data = text.encode()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise CallUnreachable(
+            f"Ultravox API unreachable at {url}: {type(exc).__name__} {exc}"
+        ) from None
+    try:
+        call = decode_call_response(data)
+    except msgspec.DecodeError as exc:
+        raise CallRejected(201, f"unreadable call object: {exc}", None) from None
+    if not call.join_url:
+        raise CallRejected(201, "the call object has no joinUrl", None)
+    return call
+
+
+def check_join_url(url: str) -> None:
+    """Refuse a join URL that is not ws/wss; plain ws only to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss":
+        return
+    if parts.scheme == "ws":
+        host = parts.hostname or ""
+        try:
+            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+        raise ValueError(f"refusing unencrypted join URL to {host!r}: wss is required")
+    raise ValueError(f"join URL must be ws:// or wss://, got {parts.scheme!r}")
+
+
+async def open_socket(
+    http: aiohttp.ClientSession, join_url: str, *, timeout: float
+) -> aiohttp.ClientWebSocketResponse:
+    """Open the call's socket; the URL is a capability, so it is used as given."""
+    check_join_url(join_url)
+    try:
+        return await asyncio.wait_for(
+            http.ws_connect(
+                join_url,
+                max_msg_size=4 * 1024 * 1024,
+                # Ultravox has been seen not echoing a client close frame (protocol §2.4).
+                timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+            ),
+            timeout,
+        )
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise CallUnreachable(f"call socket unreachable: {type(exc).__name__} {exc}") from None
