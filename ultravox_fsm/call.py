@@ -37,7 +37,7 @@ def to_duration(value: str | float | int) -> str:
                 f"invalid duration {value!r}: use seconds (1800 or '1800s') or h/m/s units "
                 "such as '30m' or '1h30m'"
             )
-        seconds = sum(float(g) * u for g, u in zip(match.groups(), _UNITS) if g)
+        seconds = sum(float(g) * u for g, u in zip(match.groups(), _UNITS, strict=True) if g)
     if seconds < 0:
         raise ValueError(f"invalid duration {value!r}: must not be negative")
     return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"

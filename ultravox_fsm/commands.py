@@ -7,7 +7,7 @@ import msgspec
 from .wire import ClientMessage
 
 
-class Command(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class Command(msgspec.Struct, tag=True, kw_only=True):
     """Base of the commands."""
 
 

@@ -1,7 +1,7 @@
 """Inputs to the core that do not come off the wire: client requests and connection facts.
 
 Decoded server messages (`wire.ServerMessage`) are fed to the core as they are; these Structs
-cover everything else. They are frozen msgspec Structs so a trace can record and replay them.
+cover everything else. They are msgspec Structs so a trace can record and replay them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 
-class Input(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class Input(msgspec.Struct, tag=True, kw_only=True):
     """Base of the non-wire inputs."""
 
 

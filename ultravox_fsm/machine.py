@@ -21,7 +21,7 @@ from . import commands as cmd
 from . import events as ev
 from . import wire
 from .errors import LocalProtocolError, RemoteProtocolError
-from .states import INITIAL, LOCAL_TRIGGERS, LIVE, TABLE, State, Trigger
+from .states import INITIAL, LIVE, LOCAL_TRIGGERS, TABLE, State, Trigger
 
 DEFAULT_REPLY_PROMPT = "<instruction>Respond to the user now.</instruction>"
 # Sent by interrupt(): an empty immediate user text that asks for no reply (both readings of

@@ -22,9 +22,7 @@ def _tag(name: str) -> str:
     return _SNAKE.sub("_", name).lower()
 
 
-class Message(
-    msgspec.Struct, tag_field="type", tag=_tag, rename="camel", omit_defaults=True, frozen=True
-):
+class Message(msgspec.Struct, tag_field="type", tag=_tag, rename="camel", omit_defaults=True):
     """Base of every data message."""
 
 
@@ -197,8 +195,8 @@ _server_decoder = msgspec.json.Decoder(ServerMessage)
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _encoder = msgspec.json.Encoder()
-SERVER_TYPES = frozenset(_tag(t.__name__) for t in ServerMessage.__args__)  # type: ignore[attr-defined]
-CLIENT_TYPES = frozenset(_tag(t.__name__) for t in ClientMessage.__args__)  # type: ignore[attr-defined]
+SERVER_TYPES = frozenset(_tag(t.__name__) for t in ServerMessage.__args__)
+CLIENT_TYPES = frozenset(_tag(t.__name__) for t in ClientMessage.__args__)
 
 
 def _decode(data: bytes | str, decoder: msgspec.json.Decoder[Any], known: frozenset[str]) -> Any:

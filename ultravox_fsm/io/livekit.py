@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import aiohttp
 import msgspec
-
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -37,7 +36,7 @@ from livekit.agents.llm.realtime import (
 )
 from livekit.agents.llm.utils import compute_chat_ctx_diff
 from livekit.agents.metrics.base import Metadata, RealtimeModelMetrics
-from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.types import NOT_GIVEN, NotGiven, NotGivenOr
 from livekit.agents.utils import is_given
 
 from .. import commands as cmd
@@ -98,7 +97,7 @@ class _Options:
     data_messages: dict[str, bool] = field(default_factory=dict)
 
 
-_FIRST_SPEAKER = {
+_FIRST_SPEAKER: dict[str, dict[str, Any] | None] = {
     "FIRST_SPEAKER_USER": {"user": {}},
     "FIRST_SPEAKER_AGENT": {"agent": {}},
     "FIRST_SPEAKER_UNSPECIFIED": None,
@@ -184,7 +183,7 @@ class RealtimeModel(llm.RealtimeModel):
             output_sample_rate=output_sample_rate,
             temperature=temperature if is_given(temperature) else None,
             language_hint=language_hint if is_given(language_hint) else None,
-            max_duration=to_duration(max_duration) if is_given(max_duration) else None,
+            max_duration=None if isinstance(max_duration, NotGiven) else to_duration(max_duration),
             time_exceeded_message=time_exceeded_message
             if is_given(time_exceeded_message)
             else None,
@@ -292,7 +291,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._chat_ctx = llm.ChatContext.empty()
         self._gens: dict[str, _Generation] = {}
         self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._outq: deque[str | bytes] = deque()
         self._out_wake = asyncio.Event()
         frames = max(1, self._opts.audio_buffer_ms // 10)
@@ -307,6 +306,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._own_http: aiohttp.ClientSession | None = None
         self._say_tasks: set[asyncio.Task[None]] = set()
         self._connected_once = False
+        self._call_id_pending = ""
+        self._closing: asyncio.Future[bool] | None = None
         self._main_task = asyncio.create_task(self._run(), name="ultravox_fsm.session")
 
     # --- what LiveKit reads ---------------------------------------------------------------------
@@ -620,7 +621,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         logger.info("placing a new Ultravox call: %s", c.reason)
         self._pending_call = (c.reason, c.prior_call_id)
         if self._ws is not None:
-            asyncio.ensure_future(self._ws.close())
+            self._closing = asyncio.ensure_future(self._ws.close())
 
     def _do_finish(self, c: cmd.CallFinished) -> None:
         self._finished = c.reason
@@ -679,7 +680,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         )
         return encode_start_call(request, o.extra_call_fields), query
 
-    async def _connect(self, prior_call_id: str | None) -> aiohttp.ClientWebSocketResponse:
+    async def _connect(self, prior_call_id: str | None) -> aiohttp.ClientWebSocketResponse[bool]:
         """Create a call and join it, retrying what the API says is worth retrying."""
         conn = self._opts.conn_options
         attempt = 0
@@ -759,7 +760,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 return
             prior = self._pending_call[1]
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> int | None:
         writer = asyncio.create_task(self._write(ws))
         try:
             while True:
@@ -775,7 +776,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             await ws.close()
         return ws.close_code
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         with contextlib.suppress(ConnectionError, aiohttp.ClientError):
             while not ws.closed:
                 await self._out_wake.wait()
@@ -818,8 +819,12 @@ def _initial_messages(chat_ctx: llm.ChatContext) -> list[InitialMessage]:
         if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
             text = item.text_content
             if text:
-                role = "MESSAGE_ROLE_USER" if item.role == "user" else "MESSAGE_ROLE_AGENT"
-                out.append(InitialMessage(role=role, text=text))
+                out.append(
+                    InitialMessage(
+                        role="MESSAGE_ROLE_USER" if item.role == "user" else "MESSAGE_ROLE_AGENT",
+                        text=text,
+                    )
+                )
         elif isinstance(item, llm.FunctionCall):
             out.append(
                 InitialMessage(

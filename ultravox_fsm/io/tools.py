@@ -31,7 +31,9 @@ def _inline(node: Any, defs: dict[str, Any], seen: frozenset[str] = frozenset())
     return {k: _inline(v, defs, seen) for k, v in node.items() if k not in ("title", "$defs")}
 
 
-def _describe(tool: llm.FunctionTool | llm.RawFunctionTool) -> tuple[str, str, dict[str, Any]]:
+def _describe(
+    tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any],
+) -> tuple[str, str, dict[str, Any]]:
     if isinstance(tool, llm.RawFunctionTool):
         raw = tool.info.raw_schema
         return tool.info.name, str(raw.get("description") or ""), dict(raw.get("parameters") or {})
@@ -40,7 +42,9 @@ def _describe(tool: llm.FunctionTool | llm.RawFunctionTool) -> tuple[str, str, d
 
 
 def to_selected_tool(
-    tool: llm.FunctionTool | llm.RawFunctionTool, *, timeout: float | None = None
+    tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any],
+    *,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """One ``selectedTools`` entry for ``tool``; ``timeout`` in seconds (API maximum 40)."""
     name, description, schema = _describe(tool)

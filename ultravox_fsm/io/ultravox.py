@@ -110,18 +110,19 @@ def check_join_url(url: str) -> None:
 
 async def open_socket(
     http: aiohttp.ClientSession, join_url: str, *, timeout: float
-) -> aiohttp.ClientWebSocketResponse:
+) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open the call's socket; the URL is a capability, so it is used as given."""
     check_join_url(join_url)
-    try:
-        return await asyncio.wait_for(
-            http.ws_connect(
-                join_url,
-                max_msg_size=4 * 1024 * 1024,
-                # Ultravox has been seen not echoing a client close frame (protocol §2.4).
-                timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
-            ),
-            timeout,
+
+    async def join() -> aiohttp.ClientWebSocketResponse[bool]:
+        # Ultravox has been seen not echoing a client close frame (protocol §2.4): wait 1 s.
+        return await http.ws_connect(
+            join_url,
+            max_msg_size=4 * 1024 * 1024,
+            timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
         )
+
+    try:
+        return await asyncio.wait_for(join(), timeout)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise CallUnreachable(f"call socket unreachable: {type(exc).__name__} {exc}") from None

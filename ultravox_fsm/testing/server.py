@@ -46,7 +46,7 @@ class Reply:
 
 
 def default_reply(user_text: str, tools: list[str]) -> Reply:
-    """Calls a tool named in the text (``use <tool> key=value ...``), else says ``You said: ...``."""
+    """Call a tool named in the text (``use <tool> key=value``), else say ``You said: ...``."""
     match = re.search(r"\buse (\w+)((?:\s+\w+=\S+)*)", user_text)
     if match and match.group(1) in tools:
         arguments = dict(pair.split("=", 1) for pair in match.group(2).split())
@@ -423,7 +423,7 @@ class _Call:
             limit = self.server.drop_after_audio_frames
             if limit is not None and self.sent_audio_frames >= limit:
                 self.server.drop_after_audio_frames = None
-                transport = self.ws._req.transport if self.ws._req else None  # type: ignore[union-attr]
+                transport = self.ws._req.transport if self.ws._req else None
                 if transport is not None:
                     transport.abort()
                 raise asyncio.CancelledError
