@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal
 
 from transitions import EventData, Machine, MachineError
@@ -473,11 +474,31 @@ for _row in TABLE:
     )
 
 
+# After the end, requests fail loudly; anything else (interrupts, flushes, late frames) is moot.
+_REFUSED_WHEN_CLOSED = (
+    ev.ReplyRequested,
+    ev.SayRequested,
+    ev.ToolResult,
+    ev.ContextAdded,
+    ev.HangUpRequested,
+    ev.OutputMediumChanged,
+    ev.RestartRequested,
+)
+
+Step = tuple[State, State, Trigger]
+Observer = Callable[[float, object, list[Step], list[cmd.Command]], None]
+"""Called after each input with (now, input or "timer", the transitions it made, commands)."""
+
+
 class Engine:
     """One session's turn-taking core. Not thread-safe; one event loop drives it."""
 
-    def __init__(self, options: EngineOptions | None = None) -> None:
+    def __init__(
+        self, options: EngineOptions | None = None, observer: Observer | None = None
+    ) -> None:
         self._turns = _Turns(options or EngineOptions())
+        self._observer = observer
+        self._steps: list[Step] = []
         _MACHINE.add_model(self._turns, initial=INITIAL.value)
 
     # --- what adapters read -------------------------------------------------------------------
@@ -525,14 +546,17 @@ class Engine:
         t.now = now
         t.outbox = []
         if t._fsm_state == State.CLOSED.value:  # type: ignore[attr-defined]
-            if isinstance(event, ev.Input) and not isinstance(event, (ev.Close, ev.CallLost)):
+            if isinstance(event, _REFUSED_WHEN_CLOSED):
                 raise LocalProtocolError(f"the session is closed; {type(event).__name__} refused")
             return []
         handler = _HANDLERS.get(type(event))
         if handler is None:
             raise LocalProtocolError(f"unknown input {type(event).__name__}")
+        self._steps = []
         handler(self, event)
         self._after()
+        if self._observer is not None:
+            self._observer(now, event, self._steps, t.outbox)
         return t.outbox
 
     def handle_timer(self, now: float) -> list[cmd.Command]:
@@ -540,6 +564,7 @@ class Engine:
         t = self._turns
         t.now = now
         t.outbox = []
+        self._steps = []
         if self.state is State.CLOSED:
             return []
         for invocation_id, deadline in list(t.invocations.items()):
@@ -566,6 +591,8 @@ class Engine:
         if gen is not None and gen.drain_deadline is not None and gen.drain_deadline <= now:
             self._fire(Trigger.DRAIN_EXPIRED)
         self._after()
+        if self._observer is not None:
+            self._observer(now, "timer", self._steps, t.outbox)
         return t.outbox
 
     # --- dispatch -----------------------------------------------------------------------------
@@ -573,6 +600,7 @@ class Engine:
     def _fire(self, trigger: Trigger, **kwargs: Any) -> None:
         t = self._turns
         mark = len(t.outbox)
+        before = self.state
         try:
             done = t.trigger(trigger.value, **kwargs)  # type: ignore[attr-defined]
         except MachineError:
@@ -583,6 +611,8 @@ class Engine:
             del t.outbox[mark:]
             raise
         assert done, f"no row matched {trigger.value} in {self.state.value}"
+        if self.state is not before:
+            self._steps.append((before, self.state, trigger))
 
     def _after(self) -> None:
         """Run what became due after a transition: a deferred restart once the agent is quiet."""

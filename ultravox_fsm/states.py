@@ -181,6 +181,8 @@ TABLE: tuple[Row, ...] = (
     Row(T.CONTROL, OPEN, None, "send_control"),
 )
 
+# Triggers that only keep books (requests, context, control messages): left off diagrams.
+BOOKKEEPING = frozenset({T.REQUEST, T.REQUEST_ENDED, T.OWNER_DECIDED, T.CONTEXT, T.CONTROL})
 INITIAL = S.IDLE
 TERMINAL = frozenset({S.CLOSED})
 # A generation may be open only in these states (checked by the property tests).

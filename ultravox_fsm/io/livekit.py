@@ -51,7 +51,7 @@ from ..call import (
     to_duration,
 )
 from ..errors import ProtocolError
-from ..machine import Engine, EngineOptions
+from ..machine import Engine, EngineOptions, Step
 from ..states import State
 from .tools import to_selected_tools
 from .ultravox import CallRejected, CallUnreachable, create_call, open_socket
@@ -62,7 +62,10 @@ DEFAULT_BASE_URL = "https://api.ultravox.ai/api"
 DEFAULT_MODEL = "fixie-ai/ultravox"
 DEFAULT_VOICE = "Mark"
 RawEvents = Literal[
-    "ultravox_server_event_received", "ultravox_client_event_queued", "ultravox_call_ended"
+    "ultravox_server_event_received",
+    "ultravox_client_event_queued",
+    "ultravox_call_ended",
+    "ultravox_state_changed",
 ]
 
 
@@ -285,7 +288,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._model = realtime_model
         self._opts = replace(realtime_model._opts)
         self._loop = asyncio.get_running_loop()
-        self._engine = Engine(self._opts.engine)
+        self._engine = Engine(self._opts.engine, observer=self._observe)
         self._tools = llm.ToolContext.empty()
         self._tool_defs: list[dict[str, Any]] = []
         self._chat_ctx = llm.ChatContext.empty()
@@ -329,6 +332,18 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
     def state(self) -> State:
         """The turn-taking state (see `ultravox_fsm.states`)."""
         return self._engine.state
+
+    def diagram(self) -> str:
+        """The state diagram as mermaid text, with the current state highlighted."""
+        from ..diagram import mermaid
+
+        return mermaid(self._engine.state)
+
+    def _observe(
+        self, now: float, event: object, steps: list[Step], commands: list[cmd.Command]
+    ) -> None:
+        for before, after, trigger in steps:
+            self.emit("ultravox_state_changed", before, after, trigger)
 
     # --- LiveKit calls -> engine inputs ---------------------------------------------------------
 

@@ -81,7 +81,9 @@ class CallRecord:
 
 
 class StandInServer:
-    def __init__(self, scenario: Scenario | None = None, *, api_key: str | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario | None = None, *, api_key: str | None = None, port: int = 0
+    ) -> None:
         self.scenario = scenario or Scenario()
         self.api_key = api_key
         self.calls: dict[str, CallRecord] = {}
@@ -91,7 +93,7 @@ class StandInServer:
         self.raw_frames: list[str | bytes] = []
         self.create_attempts = 0
         self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._port = port
         self._sockets: set[web.WebSocketResponse] = set()
 
     @property
@@ -104,7 +106,7 @@ class StandInServer:
         app.router.add_get("/calls/{call_id}/server_web_socket", self._socket)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         server = site._server
         assert server is not None
@@ -213,6 +215,9 @@ class _Call:
         medium = record.body.get("medium", {}).get("serverWebSocket", {})
         self.in_rate = int(medium.get("inputSampleRate", 16000))
         self.out_rate = int(medium.get("outputSampleRate", self.in_rate))
+        self.buffer_ms = int(medium.get("clientBufferSizeMs", 60))
+        self.loop = asyncio.get_running_loop()
+        self.audio_start, self.audio_sent_ms = self.loop.time(), 0
         self.text_mode = record.body.get("initialOutputMedium") == "MESSAGE_MEDIUM_TEXT"
         self.tools = [
             t["temporaryTool"]["modelToolName"]
@@ -390,6 +395,7 @@ class _Call:
         step = self.scenario.words_per_delta
         chunks = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
         final_text = reply.text
+        self.audio_start, self.audio_sent_ms = self.loop.time(), 0
         try:
             for i, chunk in enumerate(chunks):
                 if not self.text_mode:
@@ -414,8 +420,13 @@ class _Call:
             raise
 
     async def audio(self, pcm: bytes) -> None:
+        """Send 20 ms frames, at most ``clientBufferSizeMs`` ahead of real time."""
         frame = self.out_rate * 2 * 20 // 1000
         for i in range(0, len(pcm), frame):
+            lead = self.audio_sent_ms - (self.loop.time() - self.audio_start) * 1000
+            if lead > self.buffer_ms:
+                await asyncio.sleep((lead - self.buffer_ms) / 1000)
+            self.audio_sent_ms += 20
             if self.ws.closed:
                 return
             await self.ws.send_bytes(pcm[i : i + frame])

@@ -1,0 +1,180 @@
+"""The main job: a scripted conversation through a real AgentSession and the embedded stand-in.
+
+No API key, no LiveKit server. Every step is checked; the exit code is 0 only if all happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, function_tool, llm
+
+from .io.livekit import RealtimeModel, RealtimeSession
+from .states import State
+from .testing.server import Reply, Scenario, StandInServer, default_reply
+
+STORY = " ".join(["Once upon a time there was a very patient voice agent"] * 4)
+
+
+def _reply(text: str, tools: list[str]) -> Reply:
+    if "story" in text:
+        return Reply(text=STORY)
+    return default_reply(text, tools)
+
+
+class Concierge(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a concise hotel concierge.")
+
+    @function_tool
+    async def lookup_weather(self, city: str) -> str:
+        """Look up today's weather in a city."""
+        return f"sunny and 21 degrees in {city}"
+
+
+def _frames(seconds_loud: float, seconds_quiet: float, rate: int = 48000) -> list[rtc.AudioFrame]:
+    """20 ms frames of a 220 Hz tone, then silence: a stand-in for a spoken sentence."""
+    frames, n = [], rate // 50
+    for i in range(int((seconds_loud + seconds_quiet) * 50)):
+        amp = 6000 if i < seconds_loud * 50 else 0
+        data = struct.pack(
+            f"<{n}h",
+            *(int(amp * math.sin(2 * math.pi * 220 * (i * n + k) / rate)) for k in range(n)),
+        )
+        frames.append(rtc.AudioFrame(data, rate, 1, n))
+    return frames
+
+
+class Demo:
+    def __init__(self, text_only: bool) -> None:
+        self.text_only = text_only
+        self.t0 = time.monotonic()
+        self.ok: list[tuple[str, bool]] = []
+
+    def say(self, who: str, text: str) -> None:
+        print(f"{time.monotonic() - self.t0:6.2f}s  {who:<10} {text}", flush=True)
+
+    async def step(self, name: str, action: Callable[[], Awaitable[bool]]) -> None:
+        self.say("--", name)
+        try:
+            passed = await asyncio.wait_for(action(), 20)
+        except Exception as exc:  # a demo step reports, then the run goes on
+            self.say("!!", f"{name} failed: {type(exc).__name__}: {exc}")
+            passed = False
+        self.ok.append((name, passed))
+
+    async def run(self) -> int:
+        async with StandInServer(
+            Scenario(reply=_reply, voice_transcript="Is breakfast included?")
+        ) as server:
+            self.say("server", f"stand-in Ultravox at {server.base_url}")
+            model = RealtimeModel(
+                base_url=server.base_url,
+                api_key="demo-key",
+                output_medium="text" if self.text_only else "voice",
+                client_buffer_size_ms=60,
+            )
+            session: AgentSession = AgentSession(llm=model)
+            agent = Concierge()
+            items: list[llm.ChatMessage] = []
+
+            def on_item(ev: Any) -> None:
+                item = ev.item
+                if isinstance(item, llm.ChatMessage) and item.text_content:
+                    items.append(item)
+                    self.say(item.role, item.text_content)
+
+            session.on("conversation_item_added", on_item)
+            await session.start(agent)
+            rt = agent.realtime_llm_session
+            assert isinstance(rt, RealtimeSession)
+            rt.on(
+                "ultravox_state_changed",
+                lambda a, b, why: self.say("state", f"{a.value} -> {b.value}  ({why.value})"),
+            )
+            rt.on("ultravox_call_ended", lambda reason: self.say("call", f"ended: {reason}"))
+
+            async def greeting() -> bool:
+                await session.generate_reply(instructions="Greet the guest").wait_for_playout()
+                return bool(items) and items[-1].role == "assistant"
+
+            async def typed() -> bool:
+                result = await session.run(user_input="What time is checkout?")
+                return [e.type for e in result.events] == ["message"]
+
+            async def spoken() -> bool:
+                before = len(items)
+                for frame in _frames(0.6, 0.6):
+                    rt.push_audio(frame)
+                    await asyncio.sleep(0.02)
+                while len(items) < before + 2:
+                    await asyncio.sleep(0.05)
+                return [i.role for i in items[before:]] == ["user", "assistant"]
+
+            async def tool() -> bool:
+                result = await session.run(user_input="please use lookup_weather city=Lisbon")
+                kinds = [e.type for e in result.events]
+                return kinds == ["function_call", "function_call_output", "message"]
+
+            async def barge_in() -> bool:
+                if self.text_only:
+                    self.say("--", "skipped in --text-only (no agent audio to talk over)")
+                    return True
+                handle = session.generate_reply(user_input="Tell me a story")
+                while rt.state is not State.SPEAKING:
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.3)
+                for frame in _frames(0.4, 0.6):
+                    rt.push_audio(frame)
+                    await asyncio.sleep(0.02)
+                await handle.wait_for_playout()
+                return handle.interrupted
+
+            async def instructions() -> bool:
+                await agent.update_instructions("You are a concierge who answers in one sentence.")
+                result = await session.run(user_input="Can I get a late checkout?")
+                calls = list(server.calls.values())
+                return (
+                    len(calls) == 2
+                    and calls[1].query.get("priorCallId") == calls[0].call_id
+                    and len(result.events) == 1
+                )
+
+            async def hang_up() -> bool:
+                ended = asyncio.get_running_loop().create_future()
+                rt.on(
+                    "ultravox_call_ended", lambda reason: ended.done() or ended.set_result(reason)
+                )
+                rt.hang_up("Goodbye and enjoy your stay!")
+                return "1000" in await ended
+
+            for name, action in [
+                ("greeting", greeting),
+                ("typed question", typed),
+                ("spoken turn from generated audio", spoken),
+                ("tool call and result", tool),
+                ("barge-in", barge_in),
+                ("instruction change keeps the conversation", instructions),
+                ("hang-up", hang_up),
+            ]:
+                await self.step(name, action)
+            await session.aclose()
+        print()
+        for name, passed in self.ok:
+            print(f"  {'ok  ' if passed else 'FAIL'} {name}")
+        return 0 if all(p for _, p in self.ok) else 1
+
+
+def main(text_only: bool = False) -> int:
+    return asyncio.run(Demo(text_only).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main("--text-only" in sys.argv))
