@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -55,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagram":
         return _diagram(args)
     if args.command == "serve":
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args.port))
-        except KeyboardInterrupt:
-            pass
         return 0
     from .demo import main as run_demo
 

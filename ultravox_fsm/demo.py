@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, function_tool, llm
+from livekit.agents import Agent, AgentSession, RunResult, function_tool, llm
 
 from .io.livekit import RealtimeModel, RealtimeSession
 from .states import State
@@ -81,7 +81,7 @@ class Demo:
                 output_medium="text" if self.text_only else "voice",
                 client_buffer_size_ms=60,
             )
-            session: AgentSession = AgentSession(llm=model)
+            session: AgentSession[None] = AgentSession(llm=model)
             agent = Concierge()
             items: list[llm.ChatMessage] = []
 
@@ -106,7 +106,7 @@ class Demo:
                 return bool(items) and items[-1].role == "assistant"
 
             async def typed() -> bool:
-                result = await session.run(user_input="What time is checkout?")
+                result: RunResult[None] = await session.run(user_input="What time is checkout?")
                 return [e.type for e in result.events] == ["message"]
 
             async def spoken() -> bool:
@@ -119,7 +119,9 @@ class Demo:
                 return [i.role for i in items[before:]] == ["user", "assistant"]
 
             async def tool() -> bool:
-                result = await session.run(user_input="please use lookup_weather city=Lisbon")
+                result: RunResult[None] = await session.run(
+                    user_input="please use lookup_weather city=Lisbon"
+                )
                 kinds = [e.type for e in result.events]
                 return kinds == ["function_call", "function_call_output", "message"]
 
@@ -139,7 +141,7 @@ class Demo:
 
             async def instructions() -> bool:
                 await agent.update_instructions("You are a concierge who answers in one sentence.")
-                result = await session.run(user_input="Can I get a late checkout?")
+                result: RunResult[None] = await session.run(user_input="Can I get a late checkout?")
                 calls = list(server.calls.values())
                 return (
                     len(calls) == 2
@@ -148,10 +150,13 @@ class Demo:
                 )
 
             async def hang_up() -> bool:
-                ended = asyncio.get_running_loop().create_future()
-                rt.on(
-                    "ultravox_call_ended", lambda reason: ended.done() or ended.set_result(reason)
-                )
+                ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+                def on_end(reason: str) -> None:
+                    if not ended.done():
+                        ended.set_result(reason)
+
+                rt.on("ultravox_call_ended", on_end)
                 rt.hang_up("Goodbye and enjoy your stay!")
                 return "1000" in await ended
 
