@@ -8,6 +8,11 @@ the I/O adapters in `ultravox_fsm.io`; a stand-in server and hypothesis strategi
 `ultravox_fsm.testing`.
 """
 
+import logging
+import threading
+
+from livekit.agents import Plugin
+
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .io.livekit import RealtimeModel, RealtimeSession
 from .machine import Engine, EngineOptions
@@ -23,3 +28,16 @@ __all__ = [
     "RemoteProtocolError",
     "State",
 ]
+
+__version__ = "0.1.0"
+
+
+class UltravoxFsmPlugin(Plugin):
+    def __init__(self) -> None:
+        super().__init__(__name__, __version__, __package__, logging.getLogger("ultravox_fsm"))
+
+
+# LiveKit only accepts registrations on the main thread; an import from a worker thread still
+# works, it just does not list the plugin.
+if threading.current_thread() is threading.main_thread():
+    Plugin.register_plugin(UltravoxFsmPlugin())

@@ -767,6 +767,12 @@ class Engine:
     def _on_ignored(self, message: wire.ServerMessage) -> None:
         """Pong, debug and thread messages carry nothing the turn-taking needs."""
 
+    def _on_user_started(self, message: wire.UserStartedSpeaking) -> None:
+        t = self._turns
+        if not t.user_speaking:
+            t.user_speaking = True
+            t.emit(cmd.UserSpeechStarted())
+
     def _on_tools(self, event: ev.ToolsChanged) -> None:
         self._turns.known_tools = event.names
 
@@ -779,6 +785,8 @@ _HANDLERS: dict[type, Any] = {
     wire.CallStarted: Engine._on_call_started,
     wire.DataConnectionToolInvocation: Engine._on_other_call_channel,
     wire.Unknown: Engine._on_unknown,
+    wire.UserStartedSpeaking: Engine._on_user_started,
+    wire.UserStoppedSpeaking: lambda e, m: e._turns.stop_user_speaking(),
     wire.Pong: Engine._on_ignored,
     wire.Debug: Engine._on_ignored,
     wire.ThreadSpawned: Engine._on_ignored,

@@ -163,6 +163,15 @@ class SideGenerationCompleted(Message, kw_only=True):
     tool_calls: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+class UserStartedSpeaking(Message, kw_only=True):
+    """Opt-in (``dataMessages.userStartedSpeaking``). The wire name is UNCERTAIN (protocol §3.2):
+    we read the snake_case form every other message uses."""
+
+
+class UserStoppedSpeaking(Message, kw_only=True):
+    """Opt-in (``dataMessages.userStoppedSpeaking``); wire name UNCERTAIN as above."""
+
+
 class Unknown(msgspec.Struct, frozen=True):
     """A well-formed message of a type this library does not know; ``raw`` is the frame."""
 
@@ -184,6 +193,8 @@ ServerMessage = (
     | ThreadTerminated
     | SideGenerationDelta
     | SideGenerationCompleted
+    | UserStartedSpeaking
+    | UserStoppedSpeaking
 )
 
 

@@ -268,3 +268,12 @@ def test_requests_after_close_are_refused() -> None:
     d(ev.Close())
     with pytest.raises(LocalProtocolError, match="closed"):
         d(ev.ReplyRequested(request_id="r1"))
+
+
+def test_opt_in_user_speech_messages_pair_started_with_stopped() -> None:
+    d = Driver()
+    d.live()
+    assert names(d(wire.UserStartedSpeaking())) == ["UserSpeechStarted"]
+    assert d(wire.UserStartedSpeaking()) == []
+    assert names(d(wire.UserStoppedSpeaking())) == ["UserSpeechStopped"]
+    assert d(wire.UserStoppedSpeaking()) == []

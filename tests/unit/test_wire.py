@@ -64,8 +64,8 @@ def test_transcript_without_medium_defaults_to_voice() -> None:
 
 
 def test_unknown_type_is_kept_raw_not_an_error() -> None:
-    frame = b'{"type":"user_started_speaking","x":1}'
-    assert wire.decode_server(frame) == wire.Unknown(type="user_started_speaking", raw=frame)
+    frame = b'{"type":"call_event","x":1}'
+    assert wire.decode_server(frame) == wire.Unknown(type="call_event", raw=frame)
 
 
 def test_tool_parameters_pass_through_byte_for_byte() -> None:

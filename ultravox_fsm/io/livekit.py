@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -97,7 +97,8 @@ class _Options:
     engine: EngineOptions
     audio_buffer_ms: int
     say_interruptible: bool
-    data_messages: dict[str, bool] = field(default_factory=dict)
+    tool_settings: dict[str, dict[str, Any]]
+    data_messages: dict[str, bool]
 
 
 _FIRST_SPEAKER: dict[str, dict[str, Any] | None] = {
@@ -145,6 +146,8 @@ class RealtimeModel(llm.RealtimeModel):
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
         audio_buffer_ms: int = 500,
         say_interruptible: bool = True,
+        user_speech_events: bool = False,
+        tool_settings: NotGivenOr[dict[str, dict[str, Any]]] = NOT_GIVEN,
     ) -> None:
         medium: Literal["text", "voice"] = output_medium if is_given(output_medium) else "voice"
         if medium not in ("text", "voice"):
@@ -206,6 +209,12 @@ class RealtimeModel(llm.RealtimeModel):
             ),
             audio_buffer_ms=audio_buffer_ms,
             say_interruptible=say_interruptible,
+            tool_settings=dict(tool_settings) if is_given(tool_settings) else {},
+            data_messages=(
+                {"userStartedSpeaking": True, "userStoppedSpeaking": True}
+                if user_speech_events
+                else {}
+            ),
         )
         self._http_session = http_session
         self._label = f"ultravox-{model}"
@@ -353,7 +362,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._feed(ev.RestartRequested(reason="instructions changed"))
 
     async def update_tools(self, tools: list[llm.Tool]) -> None:
-        defs = to_selected_tools(tools, timeout=self._opts.tool_timeout)
+        defs = to_selected_tools(
+            tools, timeout=self._opts.tool_timeout, settings=self._opts.tool_settings
+        )
         self._tools = llm.ToolContext(tools)
         if defs != self._tool_defs:
             self._tool_defs = defs
@@ -466,6 +477,10 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         audio_transcript: NotGivenOr[str] = NOT_GIVEN,
     ) -> None:
         """Ultravox keeps its own history; the capability flag says truncation is unsupported."""
+
+    async def send_tool_result(self, call_id: str, result: str, *, reply: bool = True) -> None:
+        """Answer a client tool invocation directly (``reply=False``: the agent listens)."""
+        self._feed(ev.ToolResult(invocation_id=call_id, result=result, reply_required=reply))
 
     def hang_up(self, message: str | None = None) -> None:
         """Ask the agent to say ``message`` and end the call."""

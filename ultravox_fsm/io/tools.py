@@ -41,12 +41,22 @@ def _describe(
     return tool.info.name, tool.info.description or "", schema
 
 
+_REACTIONS = {
+    "speaks": "AGENT_REACTION_SPEAKS",
+    "listens": "AGENT_REACTION_LISTENS",
+    "speaks-once": "AGENT_REACTION_SPEAKS_ONCE",
+}
+
+
 def to_selected_tool(
     tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any],
     *,
     timeout: float | None = None,
+    precomputable: bool | None = None,
+    default_reaction: str | None = None,
 ) -> dict[str, Any]:
-    """One ``selectedTools`` entry for ``tool``; ``timeout`` in seconds (API maximum 40)."""
+    """One ``selectedTools`` entry; ``timeout`` in seconds (API maximum 40), ``default_reaction``
+    one of ``speaks``, ``listens``, ``speaks-once``."""
     name, description, schema = _describe(tool)
     defs = dict(schema.get("$defs") or {})
     required = set(schema.get("required") or ())
@@ -67,15 +77,26 @@ def to_selected_tool(
     }
     if timeout is not None:
         definition["timeout"] = to_duration(min(timeout, 40.0))
+    if precomputable is not None:
+        definition["precomputable"] = precomputable
+    if default_reaction is not None:
+        if default_reaction not in _REACTIONS:
+            raise ValueError(f"default_reaction must be one of {sorted(_REACTIONS)}")
+        definition["defaultReaction"] = _REACTIONS[default_reaction]
     return {"temporaryTool": definition}
 
 
 def to_selected_tools(
-    tools: list[llm.Tool], *, timeout: float | None = None
+    tools: list[llm.Tool],
+    *,
+    timeout: float | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The function tools among ``tools``, converted; provider tools do not apply."""
-    return [
-        to_selected_tool(t, timeout=timeout)
-        for t in tools
-        if isinstance(t, (llm.FunctionTool, llm.RawFunctionTool))
-    ]
+    """The function tools among ``tools``, converted; ``settings`` maps a tool name to its
+    ``timeout``, ``precomputable`` and ``default_reaction``. Provider tools do not apply."""
+    out = []
+    for t in tools:
+        if isinstance(t, (llm.FunctionTool, llm.RawFunctionTool)):
+            own: dict[str, Any] = {"timeout": timeout, **(settings or {}).get(t.info.name, {})}
+            out.append(to_selected_tool(t, **own))
+    return out

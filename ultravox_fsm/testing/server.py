@@ -9,7 +9,7 @@ user transcript; ``urgency`` ``later`` (or legacy ``deferResponse``) adds contex
 
 Replies are deterministic: `Scenario.reply` maps each user turn to a `Reply` (text and an optional
 tool call). Faults are switched on per test: `fail_next_calls`, `create_delay`,
-`drop_after_audio_frames`, `raw_frames`.
+`drop_after_audio_frames`, `raw_frames`, `close_sockets(code)`.
 
     async with StandInServer() as server:
         model = RealtimeModel(base_url=server.base_url, api_key="test-key")
@@ -125,6 +125,11 @@ class StandInServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def close_sockets(self, code: int) -> None:
+        """Close every live call socket with ``code`` (1000: the call ended; others: faults)."""
+        for ws in list(self._sockets):
+            await ws.close(code=code)
 
     def messages(self, kind: str) -> list[dict[str, Any]]:
         """Every client message of type ``kind`` received, over all calls, in order."""

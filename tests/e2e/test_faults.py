@@ -1,0 +1,99 @@
+"""Faults from the stand-in's switches: what the session does and what it tells the user."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from livekit.agents import APIConnectOptions, llm
+
+from ultravox_fsm import RealtimeModel
+from ultravox_fsm.io.ultravox import check_join_url
+from ultravox_fsm.testing.server import StandInServer
+
+KEY = "fault-test-key"
+FAST = APIConnectOptions(max_retry=3, retry_interval=0.05, timeout=0.5)
+
+
+async def test_server_close_1000_ends_the_call_cleanly_without_an_error(
+    server: StandInServer,
+) -> None:
+    rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
+    errors: list[object] = []
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    rt.on("error", errors.append)
+    rt.on("ultravox_call_ended", ended.set_result)
+    await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    await server.close_sockets(1000)
+    assert "1000" in await asyncio.wait_for(ended, 5)
+    assert errors == []
+    with pytest.raises(llm.RealtimeError, match="closed"):
+        await rt.generate_reply(instructions="after the end")
+    assert len(server.calls) == 1  # not a silent new call
+    await rt.aclose()
+
+
+async def test_three_500s_then_success(server: StandInServer) -> None:
+    server.fail_next_calls = [(500, None)] * 3
+    model = RealtimeModel(
+        base_url=server.base_url, api_key=KEY, output_medium="text", conn_options=FAST
+    )
+    rt = model.session()
+    errors: list[llm.RealtimeModelError] = []
+    rt.on("error", errors.append)
+    await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    assert server.create_attempts == 4
+    assert [e.recoverable for e in errors] == [True, True, True]
+    await rt.aclose()
+
+
+async def test_slow_call_creation_times_out_and_gives_up_after_the_budget(
+    server: StandInServer,
+) -> None:
+    server.create_delay = 1.0
+    model = RealtimeModel(
+        base_url=server.base_url,
+        api_key=KEY,
+        output_medium="text",
+        conn_options=APIConnectOptions(max_retry=1, retry_interval=0.0, timeout=0.2),
+    )
+    rt = model.session()
+    errors: list[llm.RealtimeModelError] = []
+    rt.on("error", errors.append)
+    with pytest.raises(llm.RealtimeError):
+        await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    assert [e.recoverable for e in errors] == [True, False]
+    assert "unreachable" in str(errors[-1].error)
+    await rt.aclose()
+
+
+async def test_a_tool_result_for_the_previous_call_is_not_sent_into_the_new_one(
+    server: StandInServer,
+) -> None:
+    rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
+    await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    await server.close_sockets(4000)  # an unexpected close: a new call follows
+    await asyncio.sleep(0.2)
+    await rt.send_tool_result("call_from_the_old_call", "late")
+    await asyncio.sleep(0.1)
+    assert server.messages("client_tool_result") == []
+    assert len(server.calls) == 2
+    await rt.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("wss://voice.ultravox.ai/calls/x/server_web_socket", True),
+        ("ws://127.0.0.1:8080/calls/x", True),
+        ("ws://localhost/calls/x", True),
+        ("ws://voice.example.com/calls/x", False),
+        ("http://127.0.0.1/calls/x", False),
+    ],
+)
+def test_join_url_must_be_wss_except_on_loopback(url: str, ok: bool) -> None:
+    if ok:
+        check_join_url(url)
+    else:
+        with pytest.raises(ValueError):
+            check_join_url(url)
