@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/ultravox-fsm demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check ultravox_fsm tests benchmarks
-	$(BIN)/ruff format --check ultravox_fsm tests benchmarks
+	$(BIN)/ruff check ultravox_fsm tests benchmarks examples
+	$(BIN)/ruff format --check ultravox_fsm tests benchmarks examples
 	$(BIN)/mypy --strict ultravox_fsm
 
 test: lint

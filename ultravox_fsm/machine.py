@@ -659,6 +659,7 @@ class Engine:
                 t.emit(cmd.UserTranscript(item_id=self._user_item(message), text=text, final=False))
             return
         norm = _norm(text)
+        t.stop_user_speaking()  # a final user transcript, echo or not, ends the user's turn
         for i, (echo, request_id) in enumerate(t.echoes):
             if echo == norm:
                 del t.echoes[i]
@@ -668,7 +669,6 @@ class Engine:
                     if t.gen is not None:
                         t.try_decide(t.gen, final=False)
                 return
-        t.stop_user_speaking()
         if text.strip():
             t.emit(cmd.UserTranscript(item_id=self._user_item(message), text=text, final=True))
 

@@ -277,3 +277,12 @@ def test_opt_in_user_speech_messages_pair_started_with_stopped() -> None:
     assert d(wire.UserStartedSpeaking()) == []
     assert names(d(wire.UserStoppedSpeaking())) == ["UserSpeechStopped"]
     assert d(wire.UserStoppedSpeaking()) == []
+
+
+def test_a_barge_in_answered_only_by_our_own_echo_still_ends_user_speech() -> None:
+    d = Driver()
+    d.live()
+    d(agent(1, text="Talking"))
+    d(ev.InterruptRequested())
+    assert names(d(wire.PlaybackClearBuffer())) == ["UserSpeechStarted"]
+    assert names(d(user(2, "", medium="text"))) == ["UserSpeechStopped"]
