@@ -41,11 +41,33 @@ async def _serve(port: int) -> None:
         await server.stop()
 
 
+def _replay(path: str) -> int:
+    from .trace import read, replay
+
+    try:
+        records = read(path)
+    except (OSError, ValueError) as exc:
+        print(f"ultravox-fsm replay: {exc}", file=sys.stderr)
+        return 2
+    divergence = replay(records)
+    if divergence is None:
+        print(f"{path}: {len(records)} inputs replayed; every transition and command matches")
+        return 0
+    rec = divergence.record
+    print(f"{path}: diverges at input {divergence.index} ({rec.kind}, t={rec.t:.3f})")
+    print(f"  recorded: {divergence.expected}")
+    print(f"  replayed: {divergence.got}")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ultravox-fsm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a scripted conversation on the embedded stand-in")
     demo.add_argument("--text-only", action="store_true", help="ask for text output, no audio")
+    demo.add_argument("--record", metavar="DIR", help="write the session's trace into DIR")
+    replay = commands.add_parser("replay", help="re-run a recorded trace and check it matches")
+    replay.add_argument("trace", help="a .jsonl trace written with trace_dir / --record")
     serve = commands.add_parser("serve", help="run the stand-in Ultravox server on 127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
     diagram = commands.add_parser("diagram", help="the state diagram, drawn from the table")
@@ -55,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "diagram":
         return _diagram(args)
+    if args.command == "replay":
+        return _replay(args.trace)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args.port))
         return 0
     from .demo import main as run_demo
 
-    return run_demo(text_only=args.text_only)
+    return run_demo(text_only=args.text_only, record=args.record)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, RunResult, function_tool, llm
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, RunResult, function_tool, llm
 
 from .io.livekit import RealtimeModel, RealtimeSession
 from .states import State
@@ -53,8 +53,9 @@ def _frames(seconds_loud: float, seconds_quiet: float, rate: int = 48000) -> lis
 
 
 class Demo:
-    def __init__(self, text_only: bool) -> None:
+    def __init__(self, text_only: bool, record: str | None) -> None:
         self.text_only = text_only
+        self.record = record
         self.t0 = time.monotonic()
         self.ok: list[tuple[str, bool]] = []
 
@@ -80,6 +81,7 @@ class Demo:
                 api_key="demo-key",
                 output_medium="text" if self.text_only else "voice",
                 client_buffer_size_ms=60,
+                trace_dir=self.record or NOT_GIVEN,
             )
             session: AgentSession[None] = AgentSession(llm=model)
             agent = Concierge()
@@ -172,13 +174,15 @@ class Demo:
                 await self.step(name, action)
             await session.aclose()
         print()
+        if rt.trace_path:
+            print(f"  trace: {rt.trace_path} (replay it: ultravox-fsm replay {rt.trace_path})")
         for name, passed in self.ok:
             print(f"  {'ok  ' if passed else 'FAIL'} {name}")
         return 0 if all(p for _, p in self.ok) else 1
 
 
-def main(text_only: bool = False) -> int:
-    return asyncio.run(Demo(text_only).run())
+def main(text_only: bool = False, record: str | None = None) -> int:
+    return asyncio.run(Demo(text_only, record).run())
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from ..call import (
 from ..errors import ProtocolError
 from ..machine import Engine, EngineOptions, Step
 from ..states import State
+from ..trace import TraceWriter
 from .tools import to_selected_tools
 from .ultravox import CallRejected, CallUnreachable, create_call, open_socket
 
@@ -98,6 +99,7 @@ class _Options:
     audio_buffer_ms: int
     say_interruptible: bool
     tool_settings: dict[str, dict[str, Any]]
+    trace_dir: str | None
     data_messages: dict[str, bool]
 
 
@@ -147,6 +149,7 @@ class RealtimeModel(llm.RealtimeModel):
         audio_buffer_ms: int = 500,
         say_interruptible: bool = True,
         user_speech_events: bool = False,
+        trace_dir: NotGivenOr[str] = NOT_GIVEN,
         tool_settings: NotGivenOr[dict[str, dict[str, Any]]] = NOT_GIVEN,
     ) -> None:
         medium: Literal["text", "voice"] = output_medium if is_given(output_medium) else "voice"
@@ -210,6 +213,9 @@ class RealtimeModel(llm.RealtimeModel):
             audio_buffer_ms=audio_buffer_ms,
             say_interruptible=say_interruptible,
             tool_settings=dict(tool_settings) if is_given(tool_settings) else {},
+            trace_dir=trace_dir
+            if is_given(trace_dir)
+            else os.environ.get("ULTRAVOX_FSM_TRACE_DIR"),
             data_messages=(
                 {"userStartedSpeaking": True, "userStoppedSpeaking": True}
                 if user_speech_events
@@ -297,6 +303,11 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._model = realtime_model
         self._opts = replace(realtime_model._opts)
         self._loop = asyncio.get_running_loop()
+        self._trace: TraceWriter | None = None
+        if self._opts.trace_dir:
+            path = os.path.join(self._opts.trace_dir, f"{utils.shortuuid('session_')}.jsonl")
+            self._trace = TraceWriter(path)
+            logger.info("recording a trace of this session to %s", path)
         self._engine = Engine(self._opts.engine, observer=self._observe)
         self._tools = llm.ToolContext.empty()
         self._tool_defs: list[dict[str, Any]] = []
@@ -338,6 +349,11 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         return self._engine.call_id
 
     @property
+    def trace_path(self) -> str | None:
+        """Where this session's trace is being written, if recording."""
+        return str(self._trace.path) if self._trace is not None else None
+
+    @property
     def state(self) -> State:
         """The turn-taking state (see `ultravox_fsm.states`)."""
         return self._engine.state
@@ -351,6 +367,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
     def _observe(
         self, now: float, event: object, steps: list[Step], commands: list[cmd.Command]
     ) -> None:
+        if self._trace is not None:
+            self._trace(now, event, steps, commands)
         for before, after, trigger in steps:
             self.emit("ultravox_state_changed", before, after, trigger)
 
@@ -499,6 +517,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._timer.cancel()
         if self._own_http is not None:
             await self._own_http.close()
+        if self._trace is not None:
+            self._trace.close()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -522,6 +542,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         try:
             commands = self._engine.handle(event, self._loop.time())
         except ProtocolError as exc:
+            if self._trace is not None:
+                self._trace.refused(self._loop.time(), event, exc)
             if fut is not None and not fut.done():
                 fut.set_exception(llm.RealtimeError(str(exc)))
                 return

@@ -1,0 +1,90 @@
+"""Traces: a recorded session replays to the same transitions and commands; tampering shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ultravox_fsm import events as ev
+from ultravox_fsm import trace, wire
+from ultravox_fsm.cli import main
+from ultravox_fsm.errors import ProtocolError
+from ultravox_fsm.machine import Engine
+
+from .helpers import STATE, agent, invocation, user
+
+SCRIPT: list[object] = [
+    ev.ToolsChanged(names=frozenset({"lookup"})),
+    ev.Connected(call_id="c1"),
+    ev.ReplyRequested(request_id="r1", instructions="hi"),
+    user(0, "<instruction>hi</instruction>", medium="text"),
+    STATE["thinking"],
+    ev.AgentAudio(data=b"\1\0" * 160),
+    agent(1, text="Hello", final=True),
+    STATE["listening"],
+    invocation("i1"),
+    ev.ToolResult(invocation_id="i1", result="{}"),
+    ev.ToolResult(invocation_id="i1", result="again"),  # refused: recorded as refused
+    wire.PlaybackClearBuffer(),
+    "timer",
+]
+
+
+def record_session(path: Path) -> None:
+    writer = trace.TraceWriter(path)
+    engine = Engine(observer=writer)
+    for i, event in enumerate(SCRIPT):
+        now = float(i)
+        try:
+            engine.handle_timer(now + 100) if event == "timer" else engine.handle(event, now)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            writer.refused(now, event, exc)
+    writer.close()
+
+
+def test_recorded_session_replays_identically_and_keeps_no_pcm(tmp_path: Path) -> None:
+    path = tmp_path / "call.jsonl"
+    record_session(path)
+    records = trace.read(path)
+    assert len(records) == len(SCRIPT)
+    assert records[5].kind == "AgentAudio" and records[5].audio_bytes == 320
+    assert b"\\u0001" not in path.read_bytes()
+    assert trace.replay(records) is None
+    assert main(["replay", str(path)]) == 0
+
+
+def test_a_tampered_trace_reports_the_first_divergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "call.jsonl"
+    record_session(path)
+    lines = path.read_text().splitlines()
+    lines[6] = lines[6].replace('"Hello"', '"Goodbye"', 1)
+    path.write_text("\n".join(lines) + "\n")
+    divergence = trace.replay(trace.read(path))
+    assert divergence is not None and divergence.index == 6
+    assert main(["replay", str(path)]) == 1
+    assert "diverges at input 6" in capsys.readouterr().out
+
+
+def test_the_trace_stops_at_its_size_bound(tmp_path: Path) -> None:
+    path = tmp_path / "small.jsonl"
+    writer = trace.TraceWriter(path, max_bytes=300)
+    engine = Engine(observer=writer)
+    engine.handle(ev.Connected(call_id="c1"), 0.0)
+    for i in range(20):
+        engine.handle(ev.ContextAdded(role="user", text=f"note {i}"), float(i))
+    writer.close()
+    assert path.stat().st_size <= 330
+    assert trace.read(path)[-1].kind == "truncated"
+
+
+def test_replay_explains_missing_and_malformed_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(tmp_path / "nope.jsonl")]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"t": 1}\nnot json\n')
+    assert main(["replay", str(bad)]) == 2
+    assert "bad.jsonl:1: not a trace record" in capsys.readouterr().err
