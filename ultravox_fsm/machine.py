@@ -74,6 +74,9 @@ class _Request:
     status: RequestStatus = "queued"
     deadline: float | None = None
     echo_ordinal: int | None = None
+    message: wire.ClientMessage | None = None
+    # A resume after a lost call: nobody asked, so its reply is announced as unsolicited.
+    internal: bool = False
 
 
 @dataclass
@@ -187,8 +190,35 @@ class _Turns:
 
     def on_call_lost(self, event: EventData) -> None:
         reason = event.kwargs["reason"]
-        self._drop_call_state(f"the call was lost before the reply arrived ({reason})")
+        cut = self.gen is not None and not self.gen.final_seen and not self.gen.muted
+        if self.gen is not None:
+            self.close_generation(interrupted=not self.gen.final_seen)
+        carried = self.carry_requests()
+        self._drop_call_state(f"the call was lost ({reason})")
+        if cut and not carried:
+            resume = _Request(
+                f"resume-{self.call_seq}", "reply", DEFAULT_REPLY_PROMPT, internal=True
+            )
+            self.requests[resume.id] = resume
+            self.unsent.append((wire.UserTextMessage(text=resume.text, urgency="soon"), resume.id))
         self.emit(cmd.StartCall(reason=f"reconnect: {reason}", prior_call_id=self.call_id))
+
+    def carry_requests(self) -> bool:
+        """Unanswered requests go to the next call, sent once more. If the server echoed a
+        request's text, the new call (``priorCallId``) already has it: ask for the reply only."""
+        carried = False
+        for request in self.requests.values():
+            if request.status != "sent" or request.message is None:
+                continue
+            message = request.message
+            if request.kind == "reply" and request.echo_ordinal is not None:
+                request.text = DEFAULT_REPLY_PROMPT
+                message = wire.UserTextMessage(text=request.text, urgency="soon")
+            request.status, request.deadline, request.echo_ordinal = "queued", None, None
+            request.message = message
+            self.unsent.append((message, request.id))  # the state is still live here
+            carried = True
+        return carried
 
     def on_restart(self, event: EventData) -> None:
         reason = self.restart_reason or event.kwargs["reason"]
@@ -304,6 +334,9 @@ class _Turns:
             verdict = True  # tolerant: a server that does not echo still answers in order
         gen.decided = True
         gen.decide_by = None
+        if request is not None and verdict and request.internal:
+            del self.requests[request.id]
+            request = None
         if not verdict or request is None:
             self.emit(cmd.AnnounceGeneration(gen_id=gen.id, request_id=None))
             return
@@ -409,24 +442,24 @@ class _Turns:
         deadline = self.now + self.options.reply_timeout if status == "sent" else None
         if isinstance(request, ev.SayRequested):
             self.flush_context()
-            pending = _Request(request.request_id, "say", request.text, status, deadline)
-            self.requests[request.request_id] = pending
-            self.send(
-                wire.ForcedAgentMessage(
-                    content=request.text, uninterruptible=not request.interruptible
-                ),
-                request.request_id,
+            forced = wire.ForcedAgentMessage(
+                content=request.text, uninterruptible=not request.interruptible
             )
+            self.requests[request.request_id] = _Request(
+                request.request_id, "say", request.text, status, deadline, message=forced
+            )
+            self.send(forced, request.request_id)
             return
         text = request.instructions and f"<instruction>{request.instructions}</instruction>"
         if text is None:
             users = [i for i, (role, _) in enumerate(self.held_context) if role == "user"]
             text = self.held_context.pop(users[-1])[1] if users else DEFAULT_REPLY_PROMPT
         self.flush_context()
+        message = wire.UserTextMessage(text=text, urgency="soon")
         self.requests[request.request_id] = _Request(
-            request.request_id, "reply", text, status, deadline
+            request.request_id, "reply", text, status, deadline, message=message
         )
-        self.send(wire.UserTextMessage(text=text, urgency="soon"), request.request_id)
+        self.send(message, request.request_id)
 
     def end_request(self, event: EventData) -> None:
         request = self.requests.get(event.kwargs["request_id"])

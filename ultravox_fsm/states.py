@@ -65,8 +65,12 @@ Restarts and the connection
   * A restart requested while the agent is busy (THINKING, SPEAKING, TOOL_PENDING) or while a
     reply request is in flight waits until LISTENING with nothing in flight; several requests
     in a row make one restart.
-  * Losing the socket closes the open generation as interrupted, fails requests already sent
-    with an error, keeps unsent ones for the next call, and drops pending tools.
+  * Losing the socket closes the open generation as interrupted and drops pending tools (their
+    invocations belong to the lost call). Unanswered requests are sent once more on the new call
+    (if the server had echoed a request's text, only a request for the reply is sent, since the
+    new call inherits the history); a reply cut mid-utterance is resumed by an internal request
+    whose reply is announced as unsolicited. A restart or the end of the call fails requests
+    still pending with an error, never a bare cancellation.
 """
 
 from __future__ import annotations

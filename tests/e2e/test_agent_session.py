@@ -215,23 +215,22 @@ async def test_voice_turn_from_pushed_48k_audio_through_the_bare_session() -> No
         await rt.aclose()
 
 
-async def test_socket_drop_mid_utterance_reconnects_and_keeps_talking() -> None:
+async def test_socket_drop_mid_utterance_reconnects_and_finishes_the_reply() -> None:
     async with StandInServer() as server:
         server.drop_after_audio_frames = 2
         model = RealtimeModel(base_url=server.base_url, api_key=KEY)
         rt = model.session()
         reconnected: list[object] = []
+        resumed: asyncio.Queue[llm.GenerationCreatedEvent] = asyncio.Queue()
         rt.on("session_reconnected", reconnected.append)
+        rt.on("generation_created", resumed.put_nowait)
         gen = await asyncio.wait_for(rt.generate_reply(instructions="tell a long story"), 10)
         message = await anext(aiter(gen.message_stream))
         cut = "".join([t async for t in message.text_stream])  # ends when the socket drops
         assert cut != "You said: <instruction>tell a long story</instruction>"
-        gen = await asyncio.wait_for(rt.generate_reply(instructions="again"), 10)
+        gen = await asyncio.wait_for(resumed.get(), 10)
         message = await anext(aiter(gen.message_stream))
-        assert (
-            "".join([t async for t in message.text_stream])
-            == "You said: <instruction>again</instruction>"
-        )
+        assert "".join([t async for t in message.text_stream]).startswith("You said:")
         assert len(reconnected) == 1
         first, second = server.calls.values()
         assert second.query["priorCallId"] == first.call_id

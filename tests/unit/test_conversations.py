@@ -230,7 +230,7 @@ def test_restart_waits_for_the_turn_then_keeps_unsent_requests() -> None:
     assert names(d.live("c2")) == ["Send:UserTextMessage"]
 
 
-def test_call_lost_mid_utterance_fails_the_request_and_reconnects_with_prior_call() -> None:
+def test_call_lost_mid_utterance_resumes_the_reply_on_the_new_call() -> None:
     d = Driver()
     d.live()
     d(ev.ToolsChanged(names=frozenset({"lookup"})))
@@ -244,10 +244,42 @@ def test_call_lost_mid_utterance_fails_the_request_and_reconnects_with_prior_cal
     assert out[-1] == cmd.StartCall(reason="reconnect: 1006", prior_call_id="c1")
     assert d.engine.state is State.RESTARTING
     assert d.engine.pending_invocations == frozenset()
-    d.live("c2")
+    assert sent(d.live("c2")) == [
+        b'{"type":"user_text_message","text":"<instruction>Respond to the user now.</instruction>",'
+        b'"urgency":"soon"}'
+    ]
     with pytest.raises(LocalProtocolError):
         d(ev.ToolResult(invocation_id="call_1", result="stale"))
-    assert d(agent(1, text="New call starts again")) != []  # ordinals restart per call
+    d(user(0, "<instruction>Respond to the user now.</instruction>", medium="text"))
+    out = d(agent(1, text="As I was saying"))  # ordinals restart per call
+    assert cmd.AnnounceGeneration(gen_id="c2-gen2", request_id=None) in out
+
+
+def test_an_unanswered_request_is_sent_once_more_on_the_new_call() -> None:
+    d = Driver()
+    d.live()
+    d(ev.ReplyRequested(request_id="r1", instructions="hi"))
+    out = d(ev.CallLost(reason="1006"))
+    assert names(out) == ["StartCall"]
+    assert sent(d.live("c2")) == [
+        b'{"type":"user_text_message","text":"<instruction>hi</instruction>","urgency":"soon"}'
+    ]
+    d(user(0, "<instruction>hi</instruction>", medium="text"))
+    out = d(agent(1, text="Hi!"))
+    assert cmd.AnnounceGeneration(gen_id="c2-gen1", request_id="r1") in out
+
+
+def test_an_echoed_request_asks_the_new_call_only_for_the_reply() -> None:
+    d = Driver()
+    d.live()
+    d(ev.ContextAdded(role="user", text="Where is my order?"))
+    d(ev.ReplyRequested(request_id="r1"))
+    d(user(0, "Where is my order?", medium="text"))
+    d(ev.CallLost(reason="1006"))
+    assert sent(d.live("c2")) == [
+        b'{"type":"user_text_message","text":"<instruction>Respond to the user now.</instruction>",'
+        b'"urgency":"soon"}'
+    ]
 
 
 def test_interrupt_stops_local_audio_and_asks_for_no_reply() -> None:
