@@ -68,7 +68,8 @@ Restarts and the connection
   * Losing the socket closes the open generation as interrupted and drops pending tools (their
     invocations belong to the lost call). Unanswered requests are sent once more on the new call
     (if the server had echoed a request's text, only a request for the reply is sent, since the
-    new call inherits the history); a reply cut mid-utterance is resumed by an internal request
+    new call inherits the history; without the echo we cannot know it arrived, so delivery is
+    at-least-once); a reply cut mid-utterance is resumed by an internal request
     whose reply is announced as unsolicited. A restart or the end of the call fails requests
     still pending with an error, never a bare cancellation.
 """
