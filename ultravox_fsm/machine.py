@@ -69,7 +69,8 @@ RequestStatus = Literal["queued", "sent", "resolved", "failed", "swallowing"]
 @dataclass
 class _Request:
     id: str
-    kind: Literal["reply", "say"]
+    # "interrupt": our interrupt message; a reply the server makes to it is dropped.
+    kind: Literal["reply", "say", "interrupt"]
     text: str
     status: RequestStatus = "queued"
     deadline: float | None = None
@@ -91,6 +92,7 @@ class _Turns:
     server_state: str = "idle"
     gen: _Generation | None = None
     gen_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    request_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     last_closed_ordinal: int = -1
     suppress_audio: bool = False
     user_speaking: bool = False
@@ -300,54 +302,58 @@ class _Turns:
 
     # --- ownership ----------------------------------------------------------------------------
 
-    def candidate(self) -> _Request | None:
-        for request in self.requests.values():
-            if request.status in ("sent", "swallowing"):
-                return request
+    def verdict(self, request: _Request, gen: _Generation) -> bool | None:
+        """Does ``gen`` answer ``request``? None: not known yet."""
+        echo = request.echo_ordinal
+        if request.kind == "say":
+            if gen.first_text is None:
+                return None
+            said, heard = _norm(request.text), _norm(gen.first_text)
+            return said.startswith(heard) or heard.startswith(said)
+        if echo is not None and gen.ordinal is not None:
+            if request.kind == "interrupt":
+                return gen.ordinal == echo + 1
+            return gen.ordinal > echo
+        if request.kind == "interrupt":
+            return None  # only the ordinal tells a reply to the interrupt from a new turn
+        if echo is not None and request.id in gen.opened_after_echo:
+            return True
         return None
 
     def try_decide(self, gen: _Generation, *, final: bool) -> None:
-        """Decide who receives ``gen`` once the evidence allows (see the Ownership rules)."""
+        """Decide who receives ``gen`` once the evidence allows (see the Ownership rules):
+        the oldest pending request it answers; one that clearly does not is passed over."""
         if gen.decided:
             return
-        request = self.candidate()
-        verdict: bool | None
-        if request is None:
-            verdict = False
-        elif request.kind == "reply":
-            echo = request.echo_ordinal
-            if echo is not None and gen.ordinal is not None:
-                verdict = gen.ordinal > echo
-            elif echo is not None and request.id in gen.opened_after_echo:
-                verdict = True
-            else:
-                verdict = None
-        elif gen.first_text is not None:
-            said, heard = _norm(request.text), _norm(gen.first_text)
-            verdict = said.startswith(heard) or heard.startswith(said)
-        else:
-            verdict = None
-        if verdict is None:
-            if not final:
+        owner: _Request | None = None
+        for request in [r for r in self.requests.values() if r.status in ("sent", "swallowing")]:
+            verdict = self.verdict(request, gen)
+            if request.kind == "interrupt" and gen.ordinal is not None and verdict is not None:
+                del self.requests[request.id]  # it had its one chance
+                self.swallow_until.pop(request.id, None)
+            if verdict is None and not final:
                 gen.decide_by = self.now + self.options.owner_grace
                 return
-            verdict = True  # tolerant: a server that does not echo still answers in order
+            if verdict is None:
+                verdict = request.kind != "interrupt"  # tolerant: a server that does not echo
+            if verdict:
+                owner = request
+                break
         gen.decided = True
         gen.decide_by = None
-        if request is not None and verdict and request.internal:
-            del self.requests[request.id]
-            request = None
-        if not verdict or request is None:
+        if owner is None or owner.internal:
+            if owner is not None:
+                del self.requests[owner.id]
             self.emit(cmd.AnnounceGeneration(gen_id=gen.id, request_id=None))
             return
-        del self.requests[request.id]
-        self.swallow_until.pop(request.id, None)
-        gen.owner = request.id
-        if request.status == "swallowing":
+        self.requests.pop(owner.id, None)
+        self.swallow_until.pop(owner.id, None)
+        gen.owner = owner.id
+        if owner.status == "swallowing":
             gen.muted = True
-            self.emit(cmd.DiscardGeneration(gen_id=gen.id, request_id=request.id))
+            self.emit(cmd.DiscardGeneration(gen_id=gen.id, request_id=owner.id))
         else:
-            self.emit(cmd.AnnounceGeneration(gen_id=gen.id, request_id=request.id))
+            self.emit(cmd.AnnounceGeneration(gen_id=gen.id, request_id=owner.id))
 
     def decide_owner(self, event: EventData) -> None:
         if self.gen is not None:
@@ -383,7 +389,11 @@ class _Turns:
             self.close_generation(interrupted=True)
 
     def stop_agent(self, event: EventData) -> None:
-        self.send(INTERRUPT_MESSAGE)
+        # If the server reads `immediate` as "interrupt and reply", that reply is not wanted.
+        interrupt = _Request(f"interrupt-{next(self.request_seq)}", "interrupt", "", "swallowing")
+        self.requests[interrupt.id] = interrupt
+        self.swallow_until[interrupt.id] = self.now + self.options.late_reply_window
+        self.send(INTERRUPT_MESSAGE, interrupt.id)
         self.suppress_audio = True
         if self.gen is not None:
             self.close_generation(interrupted=True)

@@ -46,7 +46,11 @@ Ownership (who receives a generation)
     or its first transcript arrives, or at the owner-grace deadline (for servers that do not
     echo), whichever is first.
   * A request that timed out or was cancelled still claims its late reply, which is then
-    dropped: a late reply is never handed to anyone else.
+    dropped: a late reply is never handed to anyone else. A request the evidence rules out
+    (an ordinal below its echo) is passed over in favour of the next one.
+  * `interrupt()` sends an empty ``immediate`` user text with ``deferResponse``. A server that
+    reads ``immediate`` as "interrupt and reply" answers it with the very next ordinal; that
+    generation is dropped, so either reading of the protocol stops the agent without a reply.
 
 Requests and context
   * Requests made before the call is live are queued and sent once, on connect. The timeout

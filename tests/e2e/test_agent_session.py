@@ -237,8 +237,9 @@ async def test_socket_drop_mid_utterance_reconnects_and_finishes_the_reply() -> 
         await rt.aclose()
 
 
-async def test_interrupt_stops_the_agent_without_a_new_reply() -> None:
-    long_reply = Scenario(audio_ms_per_word=400)
+@pytest.mark.parametrize("honoured", [True, False], ids=["defer-honoured", "defer-ignored"])
+async def test_interrupt_stops_the_agent_without_a_new_reply(honoured: bool) -> None:
+    long_reply = Scenario(audio_ms_per_word=400, honour_defer_response=honoured)
     async with StandInServer(long_reply) as server:
         model = RealtimeModel(base_url=server.base_url, api_key=KEY, client_buffer_size_ms=60)
         rt = model.session()

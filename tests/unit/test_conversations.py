@@ -318,3 +318,29 @@ def test_a_barge_in_answered_only_by_our_own_echo_still_ends_user_speech() -> No
     d(ev.InterruptRequested())
     assert names(d(wire.PlaybackClearBuffer())) == ["UserSpeechStarted"]
     assert names(d(user(2, "", medium="text"))) == ["UserSpeechStopped"]
+
+
+def test_a_reply_to_our_interrupt_is_dropped_but_the_next_turn_is_not() -> None:
+    d = Driver()
+    d.live()
+    d(agent(1, text="Talking"))
+    d(ev.InterruptRequested())
+    d(user(2, "", medium="text"))  # the echo of the interrupt
+    out = d(agent(3, text="Sure, what else?"))  # a server that replies to `immediate`
+    assert names(out) == ["OpenGeneration", "DiscardGeneration"]
+    d(agent(3, text="Sure, what else?", final=True))
+    d(STATE["listening"])
+    d(user(4, "new question"))
+    out = d(agent(5, text="Answer"))
+    assert cmd.AnnounceGeneration(gen_id="c1-gen3", request_id=None) in out
+
+
+def test_a_server_that_honours_defer_response_loses_nothing_after_an_interrupt() -> None:
+    d = Driver()
+    d.live()
+    d(agent(1, text="Talking"))
+    d(ev.InterruptRequested())
+    d(user(2, "", medium="text"))
+    d(user(3, "next question"))
+    out = d(agent(4, text="Answer"))
+    assert cmd.AnnounceGeneration(gen_id="c1-gen2", request_id=None) in out

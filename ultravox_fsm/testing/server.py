@@ -65,6 +65,8 @@ class Scenario:
     send_thinking: bool = True
     omit_medium: bool = False
     words_per_delta: int = 1
+    # deferResponse on user_text_message is UNCERTAIN (protocol §3.1): both readings are offered.
+    honour_defer_response: bool = True
     audio_ms_per_word: int = 60
 
 
@@ -323,7 +325,7 @@ class _Call:
         await self.transcript("user", "text", next(self.ordinals), True, text=text)
         if urgency == "immediate" and self.speaking is not None and not self.speaking.done():
             await self.barge_in()
-        if urgency == "later" or defer:
+        if urgency == "later" or (defer and self.scenario.honour_defer_response):
             return
         await self.queue.put(("reply", text))
 
