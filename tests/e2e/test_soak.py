@@ -37,7 +37,7 @@ async def drain(rt: RealtimeSession, gen: llm.GenerationCreatedEvent) -> None:
 
 
 async def quiet(rt: RealtimeSession) -> None:
-    while rt.state is not State.LISTENING or rt._engine.open_generation is not None:  # noqa: SLF001
+    while rt.state is not State.LISTENING:  # LISTENING has no open generation (invariant)
         await asyncio.sleep(0.01)
 
 
