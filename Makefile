@@ -25,3 +25,4 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/session.py

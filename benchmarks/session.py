@@ -1,0 +1,200 @@
+"""Side-by-side client CPU: ultravox_fsm vs livekit-plugins-ultravox 1.8.9 vs a bare aiohttp floor.
+
+The stand-in server runs in a separate process (`ultravox-fsm serve`), so only client CPU
+(`time.process_time`) is counted. Each turn asks for a reply of ~120 words: as many transcript
+deltas and ~360 agent audio frames (24 kHz, 20 ms). Then 16 kHz input audio is pushed in 20 ms
+frames. Clients run in alternating order, ROUNDS times; medians and ratios are printed.
+
+    python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from livekit import rtc
+from livekit.agents import llm
+
+WORDS = " ".join(f"word{i}" for i in range(120))
+EXPECTED = f"You said: <instruction>{WORDS}</instruction>"
+SILENCE = rtc.AudioFrame(b"\0" * 640, 16000, 1, 320)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Collector:
+    """Drains every generation a session hands out; counts text characters and audio frames."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.frames = 0
+        self.target = 0
+        self.reached = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def take(self, gen: llm.GenerationCreatedEvent) -> None:
+        task = asyncio.ensure_future(self.drain(gen))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, gen: llm.GenerationCreatedEvent) -> None:
+        async for message in gen.message_stream:
+
+            async def text() -> None:
+                async for t in message.text_stream:
+                    self.chars += len(t)
+                    if self.chars >= self.target:
+                        self.reached.set()
+
+            async def audio() -> None:
+                async for _ in message.audio_stream:
+                    self.frames += 1
+
+            await asyncio.gather(text(), audio())
+
+    async def until(self, chars: int) -> None:
+        self.target = chars
+        if self.chars < chars:
+            self.reached.clear()
+            await self.reached.wait()
+
+
+async def run_livekit(model: llm.RealtimeModel, turns: int, frames: int) -> tuple[float, float]:
+    session = model.session()
+    collect = Collector()
+    session.on("generation_created", collect.take)
+    cpu0 = time.process_time()
+    for turn in range(turns):
+        fut = session.generate_reply(instructions=WORDS)
+        fut.add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else collect.take(f.result())
+        )
+        await asyncio.wait_for(collect.until((turn + 1) * len(EXPECTED)), 30)
+    cpu_turns = time.process_time() - cpu0
+    cpu0 = time.process_time()
+    for _ in range(frames):
+        session.push_audio(SILENCE)
+    await asyncio.sleep(0.2)
+    cpu_frames = time.process_time() - cpu0
+    await session.aclose()
+    return cpu_turns / turns, cpu_frames / frames
+
+
+async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, float]:
+    """Receives and discards the same frames with aiohttp alone."""
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "medium": {
+                "serverWebSocket": {
+                    "inputSampleRate": 16000,
+                    "outputSampleRate": 24000,
+                    "clientBufferSizeMs": 30000,
+                }
+            }
+        }
+        async with http.post(f"{base_url}/calls", json=body, headers={"X-API-Key": "k"}) as resp:
+            join = (await resp.json())["joinUrl"]
+        async with http.ws_connect(join) as ws:
+            cpu0 = time.process_time()
+            for _ in range(turns):
+                await ws.send_str(
+                    '{"type":"user_text_message","text":"<instruction>' + WORDS + '</instruction>"}'
+                )
+                while True:
+                    msg = await ws.receive()
+                    if (
+                        msg.type is aiohttp.WSMsgType.TEXT
+                        and '"final": true' in msg.data
+                        and '"agent"' in msg.data
+                    ):
+                        break
+            cpu_turns = time.process_time() - cpu0
+            cpu0 = time.process_time()
+            data = bytes(640)
+            for _ in range(frames):
+                await ws.send_bytes(data)
+            cpu_frames = time.process_time() - cpu0
+    return cpu_turns / turns, cpu_frames / frames
+
+
+async def main(turns: int, rounds: int, frames: int) -> None:
+    import ultravox_fsm
+    from livekit.plugins import ultravox as seed
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/api"
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        results: dict[str, list[tuple[float, float]]] = {
+            "ultravox_fsm": [],
+            "seed 1.8.9": [],
+            "floor (aiohttp)": [],
+        }
+        async with aiohttp.ClientSession() as http:
+            clients: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
+                "ultravox_fsm": lambda: run_livekit(
+                    ultravox_fsm.RealtimeModel(base_url=base_url, api_key="k", http_session=http),
+                    turns,
+                    frames,
+                ),
+                "seed 1.8.9": lambda: run_livekit(
+                    seed.RealtimeModel(base_url=base_url, api_key="k", http_session=http),
+                    turns,
+                    frames,
+                ),
+                "floor (aiohttp)": lambda: run_floor(base_url, turns, frames),
+            }
+            names = list(clients)
+            for r in range(rounds):
+                for name in names[r % 3 :] + names[: r % 3]:
+                    results[name].append(await clients[name]())
+    finally:
+        server.terminate()
+        server.wait()
+    med: dict[str, tuple[float, float]] = {
+        name: (statistics.median(t for t, _ in rs), statistics.median(f for _, f in rs))
+        for name, rs in results.items()
+    }
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{turns} turns x {rounds} rounds, {frames} pushed frames"
+    )
+    print(f"{'client':18} {'CPU ms / turn':>14} {'CPU us / pushed frame':>22}")
+    for name, (turn, frame) in med.items():
+        print(f"{name:18} {turn * 1e3:14.2f} {frame * 1e6:22.2f}")
+    ours, theirs, floor = med["ultravox_fsm"], med["seed 1.8.9"], med["floor (aiohttp)"]
+    print(
+        f"\nseed / ours, per turn: {theirs[0] / ours[0]:.2f}x   ours / floor, per turn: {ours[0] / floor[0]:.2f}x"
+    )
+    print(
+        f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x   ours / floor: {ours[1] / floor[1]:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(main(args.turns, args.rounds, args.frames))
