@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 from livekit import rtc
@@ -132,8 +131,9 @@ async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, floa
 
 
 async def main(turns: int, rounds: int, frames: int) -> None:
-    import ultravox_fsm
     from livekit.plugins import ultravox as seed
+
+    import ultravox_fsm
 
     port = free_port()
     server = subprocess.Popen(
