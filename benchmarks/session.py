@@ -52,18 +52,17 @@ class Collector:
 
     async def drain(self, gen: llm.GenerationCreatedEvent) -> None:
         async for message in gen.message_stream:
+            await asyncio.gather(self.text(message), self.audio(message))
 
-            async def text() -> None:
-                async for t in message.text_stream:
-                    self.chars += len(t)
-                    if self.chars >= self.target:
-                        self.reached.set()
+    async def text(self, message: llm.MessageGeneration) -> None:
+        async for t in message.text_stream:
+            self.chars += len(t)
+            if self.chars >= self.target:
+                self.reached.set()
 
-            async def audio() -> None:
-                async for _ in message.audio_stream:
-                    self.frames += 1
-
-            await asyncio.gather(text(), audio())
+    async def audio(self, message: llm.MessageGeneration) -> None:
+        async for _ in message.audio_stream:
+            self.frames += 1
 
     async def until(self, chars: int) -> None:
         self.target = chars
@@ -183,12 +182,10 @@ async def main(turns: int, rounds: int, frames: int) -> None:
     for name, (turn, frame) in med.items():
         print(f"{name:18} {turn * 1e3:14.2f} {frame * 1e6:22.2f}")
     ours, theirs, floor = med["ultravox_fsm"], med["seed 1.8.9"], med["floor (aiohttp)"]
-    print(
-        f"\nseed / ours, per turn: {theirs[0] / ours[0]:.2f}x   ours / floor, per turn: {ours[0] / floor[0]:.2f}x"
-    )
-    print(
-        f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x   ours / floor: {ours[1] / floor[1]:.2f}x"
-    )
+    print(f"\nseed / ours, per turn: {theirs[0] / ours[0]:.2f}x", end="   ")
+    print(f"ours / floor, per turn: {ours[0] / floor[0]:.2f}x")
+    print(f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x", end="   ")
+    print(f"ours / floor: {ours[1] / floor[1]:.2f}x")
 
 
 if __name__ == "__main__":

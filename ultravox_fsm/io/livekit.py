@@ -877,20 +877,12 @@ def _initial_messages(chat_ctx: llm.ChatContext) -> list[InitialMessage]:
                         text=text,
                     )
                 )
-        elif isinstance(item, llm.FunctionCall):
+        elif isinstance(item, (llm.FunctionCall, llm.FunctionCallOutput)):
+            call = isinstance(item, llm.FunctionCall)
             out.append(
                 InitialMessage(
-                    role="MESSAGE_ROLE_TOOL_CALL",
-                    text=item.arguments,
-                    invocation_id=item.call_id,
-                    tool_name=item.name,
-                )
-            )
-        elif isinstance(item, llm.FunctionCallOutput):
-            out.append(
-                InitialMessage(
-                    role="MESSAGE_ROLE_TOOL_RESULT",
-                    text=item.output,
+                    role="MESSAGE_ROLE_TOOL_CALL" if call else "MESSAGE_ROLE_TOOL_RESULT",
+                    text=item.arguments if isinstance(item, llm.FunctionCall) else item.output,
                     invocation_id=item.call_id,
                     tool_name=item.name or None,
                 )
