@@ -698,7 +698,8 @@ class Engine:
             raise RemoteProtocolError(f"user transcript in state {self.state.value!r}")
         text = message.text if message.text is not None else (message.delta or "")
         if not message.final:
-            if text:
+            partial = _norm(text)
+            if partial and not any(echo.startswith(partial) for echo, _ in t.echoes):
                 t.emit(cmd.UserTranscript(item_id=self._user_item(message), text=text, final=False))
             return
         norm = _norm(text)

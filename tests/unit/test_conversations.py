@@ -344,3 +344,13 @@ def test_a_server_that_honours_defer_response_loses_nothing_after_an_interrupt()
     d(user(3, "next question"))
     out = d(agent(4, text="Answer"))
     assert cmd.AnnounceGeneration(gen_id="c1-gen2", request_id=None) in out
+
+
+def test_interim_transcripts_of_our_own_text_are_not_user_speech() -> None:
+    d = Driver()
+    d.live()
+    d(ev.ReplyRequested(request_id="r1", instructions="hi there"))
+    partial = wire.Transcript(role="user", medium="text", text="<instruction>hi", ordinal=0)
+    assert d(partial) == []
+    real = wire.Transcript(role="user", text="hello from", ordinal=1)
+    assert names(d(real)) == ["UserTranscript"]
