@@ -60,6 +60,20 @@ def _replay(path: str) -> int:
     return 1
 
 
+def _render(path: str, output: str) -> int:
+    from .trace import read
+    from .viewer import render_html
+
+    try:
+        records = read(path)
+    except (OSError, ValueError) as exc:
+        print(f"ultravox-fsm render: {exc}", file=sys.stderr)
+        return 2
+    Path(output).write_text(render_html(records, title=f"ultravox-fsm call: {Path(path).name}"))
+    print(f"wrote {output} ({len(records)} inputs)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ultravox-fsm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--record", metavar="DIR", help="write the session's trace into DIR")
     replay = commands.add_parser("replay", help="re-run a recorded trace and check it matches")
     replay.add_argument("trace", help="a .jsonl trace written with trace_dir / --record")
+    render = commands.add_parser("render", help="an offline HTML viewer of a recorded trace")
+    render.add_argument("trace", help="a .jsonl trace written with trace_dir / --record")
+    render.add_argument("-o", "--output", default="call.html", help="the HTML file to write")
     serve = commands.add_parser("serve", help="run the stand-in Ultravox server on 127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
     diagram = commands.add_parser("diagram", help="the state diagram, drawn from the table")
@@ -79,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return _diagram(args)
     if args.command == "replay":
         return _replay(args.trace)
+    if args.command == "render":
+        return _render(args.trace, args.output)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args.port))

@@ -175,7 +175,14 @@ class Demo:
             await session.aclose()
         print()
         if rt.trace_path:
+            from .trace import read
+            from .viewer import render_html
+
+            page = rt.trace_path.removesuffix(".jsonl") + ".html"
+            with open(page, "w") as f:
+                f.write(render_html(read(rt.trace_path), title="ultravox-fsm demo call"))
             print(f"  trace: {rt.trace_path} (replay it: ultravox-fsm replay {rt.trace_path})")
+            print(f"  call viewer: {page}")
         for name, passed in self.ok:
             print(f"  {'ok  ' if passed else 'FAIL'} {name}")
         return 0 if all(p for _, p in self.ok) else 1

@@ -88,3 +88,16 @@ def test_replay_explains_missing_and_malformed_files(
     bad.write_text('{"t": 1}\nnot json\n')
     assert main(["replay", str(bad)]) == 2
     assert "bad.jsonl:1: not a trace record" in capsys.readouterr().err
+
+
+def test_render_writes_an_offline_viewer(tmp_path: Path) -> None:
+    path = tmp_path / "call.jsonl"
+    record_session(path)
+    out = tmp_path / "call.html"
+    assert main(["render", str(path), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "<script src" not in page and "http" not in page.split("<body>")[1].replace(
+        "http://www.w3.org/2000/svg", ""
+    )
+    assert '"kind": "agent", "text": "Hello"' in page
+    assert '"listening>speaking": 1' in page or '"thinking>speaking": 1' in page
