@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a scripted conversation on the embedded stand-in")
     demo.add_argument("--text-only", action="store_true", help="ask for text output, no audio")
-    demo.add_argument("--record", metavar="DIR", help="write the session's trace into DIR")
+    demo.add_argument(
+        "--record", metavar="DIR", default="out/demo", help="where to write the trace and viewer"
+    )
     replay = commands.add_parser("replay", help="re-run a recorded trace and check it matches")
     replay.add_argument("trace", help="a .jsonl trace written with trace_dir / --record")
     render = commands.add_parser("render", help="an offline HTML viewer of a recorded trace")

@@ -97,3 +97,46 @@ def test_join_url_must_be_wss_except_on_loopback(url: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError):
             check_join_url(url)
+
+
+async def test_sockets_that_merely_connect_do_not_reset_the_retry_budget(
+    server: StandInServer,
+) -> None:
+    server.reject_sockets = 100
+    model = RealtimeModel(
+        base_url=server.base_url, api_key=KEY, output_medium="text", conn_options=FAST
+    )
+    rt = model.session()
+    errors: list[llm.RealtimeModelError] = []
+    rt.on("error", errors.append)
+    with pytest.raises(llm.RealtimeError):
+        await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    assert len(server.calls) == FAST.max_retry + 1  # bounded, not forever
+    assert errors[-1].recoverable is False
+    await rt.aclose()
+
+
+async def test_bad_frames_are_survived_and_the_session_keeps_working(
+    server: StandInServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.raw_frames = [
+        "{not json",
+        '{"type":"transcript","role":"robot","final":true}',
+        '{"type":"brand_new"}',
+        '{"type":"transcript","role":"agent","text":"stale","final":true,"ordinal":-5}',
+        b"",
+        b"\x01",
+        b"\x01\x00\x02",
+    ]
+    rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
+    metrics: list[object] = []
+    rt.on("metrics_collected", metrics.append)
+    gen = await asyncio.wait_for(rt.generate_reply(instructions="still there?"), 5)
+    message = await anext(aiter(gen.message_stream))
+    text = "".join([t async for t in message.text_stream])
+    assert text == "You said: <instruction>still there?</instruction>"
+    for kind in ("malformed", "unknown message type 'brand_new'", "one-byte", "odd-length"):
+        assert kind in caplog.text
+    turn = [m for m in metrics if getattr(m, "request_id", "")]
+    assert turn and all(not m.cancelled and m.ttft >= 0 for m in turn)  # type: ignore[attr-defined]
+    await rt.aclose()

@@ -329,6 +329,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._own_http: aiohttp.ClientSession | None = None
         self._say_tasks: set[asyncio.Task[None]] = set()
         self._connected_once = False
+        self._failures = 0  # consecutive failures; reset once a call proves itself
+        self._healthy = False
         self._call_id_pending = ""
         self._closing: asyncio.Future[bool] | None = None
         self._main_task = asyncio.create_task(self._run(), name="ultravox_fsm.session")
@@ -735,7 +737,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
     async def _connect(self, prior_call_id: str | None) -> aiohttp.ClientWebSocketResponse[bool]:
         """Create a call and join it, retrying what the API says is worth retrying."""
         conn = self._opts.conn_options
-        attempt = 0
         while True:
             started = time.perf_counter()
             try:
@@ -766,16 +767,19 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 self._report_connection_acquired(time.perf_counter() - started)
                 self._call_id_pending = call.call_id
                 return ws
-            if not retryable or attempt >= conn.max_retry:
+            if not retryable or self._failures >= conn.max_retry:
                 self._emit_error(error, recoverable=False)
                 raise error
             self._emit_error(error, recoverable=True)
             if delay is None:
-                base = conn._interval_for_retry(attempt)
+                base = conn._interval_for_retry(self._failures)
                 delay = base * (0.5 + random.random()) if base else 0.0
-            attempt += 1
+            self._failures += 1
             logger.warning(
-                "Ultravox call attempt %d failed (%s); retrying in %.2fs", attempt, error, delay
+                "Ultravox call attempt %d failed (%s); retrying in %.2fs",
+                self._failures,
+                error,
+                delay,
             )
             await asyncio.sleep(delay)
 
@@ -799,10 +803,22 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             if self._connected_once:
                 self.emit("session_reconnected", RealtimeSessionReconnectedEvent())
             self._connected_once = True
+            self._healthy = False
             close_code = await self._serve(ws)
             self._ws = None
             if self._finished is not None:
                 return
+            if not self._healthy:
+                # A socket that merely connects does not earn back the retry budget.
+                self._failures += 1
+                if self._failures > self._opts.conn_options.max_retry:
+                    error = APIConnectionError(
+                        f"Ultravox call socket closed ({close_code}) before the call started, "
+                        f"{self._failures} times"
+                    )
+                    self._emit_error(error, recoverable=False)
+                    self._feed(ev.CallEnded(reason=str(error)))
+                    return
             if self._pending_call is None:
                 if close_code in (1000, 1001):
                     self._feed(ev.CallEnded(reason=f"the server closed the call ({close_code})"))
@@ -841,6 +857,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                         await ws.send_str(item)
 
     def _on_text(self, data: str) -> None:
+        if not self._healthy:
+            self._healthy = True
+            self._failures = 0
         try:
             message = wire.decode_server(data)
         except ProtocolError as exc:

@@ -9,7 +9,8 @@ user transcript; ``urgency`` ``later`` (or legacy ``deferResponse``) adds contex
 
 Replies are deterministic: `Scenario.reply` maps each user turn to a `Reply` (text and an optional
 tool call). Faults are switched on per test: `fail_next_calls`, `create_delay`,
-`drop_after_audio_frames`, `raw_frames`, `close_sockets(code)`.
+`drop_after_audio_frames`, `raw_frames`, `reject_sockets` (close that many joins at
+once with 1011), `close_sockets(code)`.
 
     async with StandInServer() as server:
         model = RealtimeModel(base_url=server.base_url, api_key="test-key")
@@ -92,6 +93,7 @@ class StandInServer:
         self.fail_next_calls: list[tuple[int, str | None]] = []
         self.create_delay = 0.0
         self.drop_after_audio_frames: int | None = None
+        self.reject_sockets = 0
         self.raw_frames: list[str | bytes] = []
         self.create_attempts = 0
         self._runner: web.AppRunner | None = None
@@ -181,6 +183,10 @@ class StandInServer:
             raise web.HTTPNotFound()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        if self.reject_sockets:
+            self.reject_sockets -= 1
+            await ws.close(code=1011)
+            return ws
         self._sockets.add(ws)
         call = _Call(self, record, ws)
         try:
