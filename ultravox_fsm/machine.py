@@ -39,6 +39,7 @@ class EngineOptions:
     drain_timeout: float = 2.0
     tool_timeout: float = 45.0
     late_reply_window: float = 30.0
+    max_unsent: int = 256  # control messages held while no call is live
 
 
 def _norm(text: str) -> str:
@@ -141,8 +142,15 @@ class _Turns:
             self.echoes.append((_norm(message.text), request_id))
         if self.live:
             self.emit(cmd.Send(message=message))
-        else:
-            self.unsent.append((message, request_id))
+            return
+        if len(self.unsent) >= self.options.max_unsent:
+            _, dropped = self.unsent.pop(0)
+            reason = "too many messages were queued while no call was live"
+            if dropped is not None and self.requests.pop(dropped, None) is not None:
+                self.emit(cmd.FailRequest(request_id=dropped, reason=reason))
+            else:
+                self.report("unsent_overflow", f"oldest queued message dropped: {reason}")
+        self.unsent.append((message, request_id))
 
     def item_prefix(self) -> str:
         return self.call_id or f"call{self.call_seq}"

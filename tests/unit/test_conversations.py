@@ -354,3 +354,17 @@ def test_interim_transcripts_of_our_own_text_are_not_user_speech() -> None:
     assert d(partial) == []
     real = wire.Transcript(role="user", text="hello from", ordinal=1)
     assert names(d(real)) == ["UserTranscript"]
+
+
+def test_messages_held_offline_are_bounded_and_an_evicted_request_fails() -> None:
+    d = Driver(EngineOptions(max_unsent=2))
+    d(ev.ReplyRequested(request_id="r1", instructions="first"))
+    d(ev.ContextAdded(role="user", text="a"))
+    d(ev.ContextFlush())
+    out = d(ev.SayRequested(request_id="s1", text="third"))
+    assert out == [
+        cmd.FailRequest(
+            request_id="r1", reason="too many messages were queued while no call was live"
+        )
+    ]
+    assert names(d.live()) == ["Send:UserTextMessage", "Send:ForcedAgentMessage"]
