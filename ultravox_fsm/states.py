@@ -53,8 +53,8 @@ Ownership (who receives a generation)
     generation is dropped, so either reading of the protocol stops the agent without a reply.
 
 Requests and context
-  * Requests made before the call is live are queued and sent once, on connect. The timeout
-    clock starts when a request is sent.
+  * Requests made before the call is live are queued (bounded; an evicted request fails) and
+    sent once, on connect. The timeout clock starts when a request is sent.
   * Context items (`update_chat_ctx`) are held until the end of the current tick: a
     `generate_reply` in the same tick sends the last user item as the message that asks for
     the reply (urgency ``soon``); otherwise they go out with urgency ``later`` (no reply).
