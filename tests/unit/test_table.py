@@ -88,10 +88,8 @@ PROBES: list[Any] = [
 ]
 
 
-@given(state=st.sampled_from(list(State)), probe=st.sampled_from(PROBES))
-def test_every_state_and_input_is_legal_or_a_typed_error_that_changes_nothing(
-    state: State, probe: Any
-) -> None:
+def check_pair(state: State, probe: Any) -> None:
+    """Reach ``state`` for real, apply ``probe``: legal, or a typed error that changes nothing."""
     d = Driver()
     for event in PATHS[state]:
         d(event)
@@ -106,3 +104,14 @@ def test_every_state_and_input_is_legal_or_a_typed_error_that_changes_nothing(
         assert d.engine.state in GENERATION_STATES
     if state is State.CLOSED:
         assert d.engine.state is State.CLOSED
+
+
+def test_every_state_and_input_pair_exhaustively() -> None:
+    for state in State:
+        for probe in PROBES:
+            check_pair(state, probe)
+
+
+@given(state=st.sampled_from(list(State)), probe=st.sampled_from(PROBES))
+def test_state_and_input_pairs_h2_style(state: State, probe: Any) -> None:
+    check_pair(state, probe)
