@@ -18,7 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from livekit import rtc
@@ -92,6 +94,21 @@ async def run_livekit(model: llm.RealtimeModel, turns: int, frames: int) -> tupl
     return cpu_turns / turns, cpu_frames / frames
 
 
+async def idle_memory(model: llm.RealtimeModel, sessions: int) -> float:
+    """Bytes allocated per connected, idle session (tracemalloc, after a warm-up session)."""
+    warm = model.session()
+    await asyncio.sleep(0.3)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    live = [model.session() for _ in range(sessions)]
+    await asyncio.sleep(1.0)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    for rt in [warm, *live]:
+        await rt.aclose()
+    return (after - before) / sessions
+
+
 async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, float]:
     """Receives and discards the same frames with aiohttp alone."""
     async with aiohttp.ClientSession() as http:
@@ -129,47 +146,50 @@ async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, floa
     return cpu_turns / turns, cpu_frames / frames
 
 
-async def main(turns: int, rounds: int, frames: int) -> None:
+async def measure(base_url: str, turns: int, rounds: int, frames: int) -> dict[str, Any]:
+    """Alternating rounds of the three clients, then idle memory of the two libraries."""
     from livekit.plugins import ultravox as seed
 
     import ultravox_fsm
 
+    async with aiohttp.ClientSession() as http:
+        models: dict[str, Callable[[], llm.RealtimeModel]] = {
+            "ultravox_fsm": lambda: ultravox_fsm.RealtimeModel(
+                base_url=base_url, api_key="k", http_session=http
+            ),
+            "seed 1.8.9": lambda: seed.RealtimeModel(
+                base_url=base_url, api_key="k", http_session=http
+            ),
+        }
+        clients: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
+            name: (lambda make=make: run_livekit(make(), turns, frames))
+            for name, make in models.items()
+        }
+        clients["floor (aiohttp)"] = lambda: run_floor(base_url, turns, frames)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
+        names = list(clients)
+        for r in range(rounds):
+            for name in names[r % 3 :] + names[: r % 3]:
+                results[name].append(await clients[name]())
+        memory = {name: await idle_memory(make(), 20) for name, make in models.items()}
+    return {"results": results, "memory": memory}
+
+
+async def main(turns: int, rounds: int, frames: int) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    base_url = f"http://127.0.0.1:{port}/api"
     try:
         assert server.stdout is not None
         server.stdout.readline()
-        results: dict[str, list[tuple[float, float]]] = {
-            "ultravox_fsm": [],
-            "seed 1.8.9": [],
-            "floor (aiohttp)": [],
-        }
-        async with aiohttp.ClientSession() as http:
-            clients: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
-                "ultravox_fsm": lambda: run_livekit(
-                    ultravox_fsm.RealtimeModel(base_url=base_url, api_key="k", http_session=http),
-                    turns,
-                    frames,
-                ),
-                "seed 1.8.9": lambda: run_livekit(
-                    seed.RealtimeModel(base_url=base_url, api_key="k", http_session=http),
-                    turns,
-                    frames,
-                ),
-                "floor (aiohttp)": lambda: run_floor(base_url, turns, frames),
-            }
-            names = list(clients)
-            for r in range(rounds):
-                for name in names[r % 3 :] + names[: r % 3]:
-                    results[name].append(await clients[name]())
+        measured = await measure(f"http://127.0.0.1:{port}/api", turns, rounds, frames)
     finally:
         server.terminate()
         server.wait()
+    results, memory = measured["results"], measured["memory"]
     med: dict[str, tuple[float, float]] = {
         name: (statistics.median(t for t, _ in rs), statistics.median(f for _, f in rs))
         for name, rs in results.items()
@@ -186,6 +206,8 @@ async def main(turns: int, rounds: int, frames: int) -> None:
     print(f"ours / floor, per turn: {ours[0] / floor[0]:.2f}x")
     print(f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x", end="   ")
     print(f"ours / floor: {ours[1] / floor[1]:.2f}x")
+    ours_kib, seed_kib = memory["ultravox_fsm"] / 1024, memory["seed 1.8.9"] / 1024
+    print(f"memory per idle connected session: ours {ours_kib:.1f} KiB, seed {seed_kib:.1f} KiB")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,11 @@ class _Turns:
     restart_reason: str | None = None
     swallow_until: dict[str, float] = field(default_factory=dict)
 
+    # transitions binds, with model_override=True, only names the model declares: the one
+    # trigger entry point, not ~50 per-trigger partials per session.
+    def trigger(self, trigger_name: str, **kwargs: Any) -> bool:
+        raise RuntimeError("bound by transitions when the model is added to the machine")
+
     # --- conditions named in the table ------------------------------------------------------
 
     def final_seen(self, _: EventData) -> bool:
@@ -514,6 +519,7 @@ _MACHINE = Machine(
     auto_transitions=False,
     send_event=True,
     model_attribute="_fsm_state",
+    model_override=True,
 )
 for _row in TABLE:
     _MACHINE.add_transition(
@@ -606,6 +612,9 @@ class Engine:
         self._steps = []
         handler(self, event)
         self._after()
+        if self.state is State.CLOSED:
+            # The shared machine holds its models strongly: a finished session lets go.
+            _MACHINE.remove_model(self._turns)
         if self._observer is not None:
             self._observer(now, event, self._steps, t.outbox)
         return t.outbox
@@ -653,7 +662,7 @@ class Engine:
         mark = len(t.outbox)
         before = self.state
         try:
-            done = t.trigger(trigger.value, **kwargs)  # type: ignore[attr-defined]
+            done = t.trigger(trigger.value, **kwargs)
         except MachineError:
             error = LocalProtocolError if trigger in LOCAL_TRIGGERS else RemoteProtocolError
             del t.outbox[mark:]

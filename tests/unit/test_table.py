@@ -115,3 +115,13 @@ def test_every_state_and_input_pair_exhaustively() -> None:
 @given(state=st.sampled_from(list(State)), probe=st.sampled_from(PROBES))
 def test_state_and_input_pairs_h2_style(state: State, probe: Any) -> None:
     check_pair(state, probe)
+
+
+def test_a_closed_engine_leaves_the_shared_machine() -> None:
+    from ultravox_fsm.machine import _MACHINE
+
+    d = Driver()
+    assert d.engine._turns in _MACHINE.models
+    d(ev.Close())
+    assert d.engine._turns not in _MACHINE.models
+    assert d(ev.InterruptRequested()) == []
