@@ -435,6 +435,10 @@ class _Turns:
             )
         if gen.final_seen or not gen.text:
             self.close_generation(interrupted=False)
+        else:
+            # The server waits for the result; LiveKit runs the tool only once the generation
+            # ends. If the utterance's final never comes, the drain deadline ends it.
+            self.start_drain(event)
 
     def send_tool_result(self, event: EventData) -> None:
         result: ev.ToolResult = event.kwargs["result"]

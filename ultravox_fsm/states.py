@@ -27,7 +27,8 @@ Generations (what LiveKit plays as one agent message)
   * It closes *completed* once its final transcript has arrived and the server is no longer
     speaking (``listening``/``idle``), whichever comes second. The two may arrive in either
     order; if only one arrives, a drain deadline closes it. A tool invocation closes it at
-    its final transcript without waiting for the server state.
+    its final transcript without waiting for the server state (or at the drain deadline, since
+    the tool only runs once the generation has ended).
   * It closes *interrupted* on barge-in (``playback_clear_buffer``), on `interrupt()`, or when
     the call is lost. Audio is then dropped until the server starts a fresh turn (``thinking``
     or ``speaking`` after ``listening``), so no frame of the old utterance is ever played.

@@ -368,3 +368,17 @@ def test_messages_held_offline_are_bounded_and_an_evicted_request_fails() -> Non
         )
     ]
     assert names(d.live()) == ["Send:UserTextMessage", "Send:ForcedAgentMessage"]
+
+
+def test_a_tool_call_mid_utterance_without_a_final_still_ends_the_generation() -> None:
+    d = Driver(EngineOptions(drain_timeout=2.0))
+    d.live()
+    d(ev.ToolsChanged(names=frozenset({"lookup"})))
+    d(STATE["speaking"])
+    d(agent(1, text="Let me check"))
+    out = d(invocation("call_1"), at=1.0)
+    assert names(out) == ["PushFunctionCall"]
+    assert d.engine.next_deadline() == 3.0
+    out = d.tick(3.0)
+    assert names(out) == ["CloseGeneration"]
+    assert d.engine.state is State.TOOL_PENDING
