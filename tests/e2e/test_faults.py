@@ -88,15 +88,17 @@ async def test_a_tool_result_for_the_previous_call_is_not_sent_into_the_new_one(
         ("ws://127.0.0.1:8080/calls/x", True),
         ("ws://localhost/calls/x", True),
         ("ws://voice.example.com/calls/x", False),
+        ("ws://standin.test:8080/calls/x", True),  # same host as the plain-http base URL
         ("http://127.0.0.1/calls/x", False),
     ],
 )
 def test_join_url_must_be_wss_except_on_loopback(url: str, ok: bool) -> None:
+    base = "http://standin.test:8080/api"
     if ok:
-        check_join_url(url)
+        check_join_url(url, base)
     else:
         with pytest.raises(ValueError):
-            check_join_url(url)
+            check_join_url(url, base)
 
 
 async def test_sockets_that_merely_connect_do_not_reset_the_retry_budget(

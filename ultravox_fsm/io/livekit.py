@@ -750,7 +750,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                     timeout=conn.timeout,
                 )
                 assert call.join_url is not None
-                ws = await open_socket(self._http(), call.join_url, timeout=conn.timeout)
+                ws = await open_socket(
+                    self._http(), call.join_url, timeout=conn.timeout, base_url=self._opts.base_url
+                )
             except CallRejected as exc:
                 if prior_call_id is not None and exc.status in (400, 404, 422):
                     prior_call_id = None  # fall back to initialMessages from our own history

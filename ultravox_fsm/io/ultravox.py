@@ -92,13 +92,17 @@ async def create_call(
     return call
 
 
-def check_join_url(url: str) -> None:
-    """Refuse a join URL that is not ws/wss; plain ws only to a loopback host."""
+def check_join_url(url: str, base_url: str | None = None) -> None:
+    """Refuse a join URL that is not ws/wss. Plain ws only to a loopback host, or to the host of
+    a plain-http base URL (the caller already chose an unencrypted API there)."""
     parts = urlsplit(url)
     if parts.scheme == "wss":
         return
     if parts.scheme == "ws":
         host = parts.hostname or ""
+        base = urlsplit(base_url or "")
+        if base.scheme == "http" and base.hostname == host:
+            return
         try:
             if host == "localhost" or ipaddress.ip_address(host).is_loopback:
                 return
@@ -109,10 +113,10 @@ def check_join_url(url: str) -> None:
 
 
 async def open_socket(
-    http: aiohttp.ClientSession, join_url: str, *, timeout: float
+    http: aiohttp.ClientSession, join_url: str, *, timeout: float, base_url: str | None = None
 ) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open the call's socket; the URL is a capability, so it is used as given."""
-    check_join_url(join_url)
+    check_join_url(join_url, base_url)
 
     async def join() -> aiohttp.ClientWebSocketResponse[bool]:
         # Ultravox has been seen not echoing a client close frame (protocol §2.4): wait 1 s.
