@@ -392,7 +392,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
 
     async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
         diff = compute_chat_ctx_diff(self._chat_ctx, chat_ctx)
-        pending = self._engine.pending_invocations
         for _, item_id in diff.to_create:
             item = chat_ctx.get_by_id(item_id)
             if isinstance(item, llm.ChatMessage) and item.role != "assistant":
@@ -400,7 +399,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 if text:
                     role: Literal["user", "system"] = "user" if item.role == "user" else "system"
                     self._feed(ev.ContextAdded(role=role, text=text))
-            elif isinstance(item, llm.FunctionCallOutput) and item.call_id in pending:
+            elif isinstance(item, llm.FunctionCallOutput):
+                # One for a dead invocation is refused by the engine and reported, never sent.
                 self._feed(
                     ev.ToolResult(
                         invocation_id=item.call_id,
