@@ -42,7 +42,8 @@ async def test_example_entrypoint_greets_through_the_stand_in(
                 break
             await asyncio.sleep(0.05)
         await sessions[0].aclose()
-    [greeting] = server.messages("user_text_message")
+    # Closing mid-greeting may add our interrupt message after it; the greeting comes first.
+    greeting = server.messages("user_text_message")[0]
     assert greeting["text"] == "<instruction>Greet the guest and offer help.</instruction>"
     [call] = server.calls.values()
     assert call.body["selectedTools"][0]["temporaryTool"]["modelToolName"] == "lookup_weather"
