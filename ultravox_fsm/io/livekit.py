@@ -330,6 +330,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._say_tasks: set[asyncio.Task[None]] = set()
         self._connected_once = False
         self._failures = 0  # consecutive failures; reset once a call proves itself
+        self._audio_live = False  # input audio goes to the socket (else to the ring)
         self._healthy = False
         self._call_id_pending = ""
         self._closing: asyncio.Future[bool] | None = None
@@ -427,19 +428,23 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._report_once("tool_choice", "Ultravox has no per-session tool_choice; ignored")
 
     def push_audio(self, frame: rtc.AudioFrame) -> None:
+        """Send each frame as it comes (no re-chunking); keep the last ``audio_buffer_ms`` in a
+        ring while no call is live."""
         rate = self._opts.input_sample_rate
-        if frame.sample_rate != rate or frame.num_channels != 1:
-            if self._resampler is None or self._resampler._input_rate != frame.sample_rate:
-                self._resampler = rtc.AudioResampler(frame.sample_rate, rate, num_channels=1)
-            frames = self._resampler.push(frame)
+        if frame.sample_rate == rate and frame.num_channels == 1:
+            self._push_pcm(frame.data.tobytes())
+            return
+        if self._resampler is None or self._resampler._input_rate != frame.sample_rate:
+            self._resampler = rtc.AudioResampler(frame.sample_rate, rate, num_channels=1)
+        for f in self._resampler.push(frame):
+            self._push_pcm(f.data.tobytes())
+
+    def _push_pcm(self, data: bytes) -> None:
+        if self._audio_live:
+            self._outq.append(data)
+            self._out_wake.set()
         else:
-            frames = [frame]
-        for f in frames:
-            data = f.data.tobytes()
-            if self._ws is not None and self._engine.state not in (State.IDLE, State.RESTARTING):
-                self._queue(data)
-            else:
-                self._audio_ring.append(data)
+            self._audio_ring.append(data)
 
     def push_video(self, frame: rtc.VideoFrame) -> None:
         self._report_once("video", "Ultravox takes no video; frames are dropped")
@@ -674,11 +679,13 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
     def _do_start_call(self, c: cmd.StartCall) -> None:
         logger.info("placing a new Ultravox call: %s", c.reason)
         self._pending_call = (c.reason, c.prior_call_id)
+        self._audio_live = False
         if self._ws is not None:
             self._closing = asyncio.ensure_future(self._ws.close())
 
     def _do_finish(self, c: cmd.CallFinished) -> None:
         self._finished = c.reason
+        self._audio_live = False
         logger.info("Ultravox session finished: %s", c.reason)
         self.emit("ultravox_call_ended", c.reason)
         self._out_wake.set()
@@ -802,12 +809,14 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._outq.extend(self._audio_ring)
             self._audio_ring.clear()
             self._out_wake.set()
+            self._audio_live = True
             if self._connected_once:
                 self.emit("session_reconnected", RealtimeSessionReconnectedEvent())
             self._connected_once = True
             self._healthy = False
             close_code = await self._serve(ws)
             self._ws = None
+            self._audio_live = False
             if self._finished is not None:
                 return
             if not self._healthy:
