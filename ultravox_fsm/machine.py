@@ -58,7 +58,6 @@ class _Generation:
     first_output_at: float | None = None
     final_seen: bool = False
     drain_deadline: float | None = None
-    owner: str | None = None
     decided: bool = False
     decide_by: float | None = None
     muted: bool = False
@@ -74,6 +73,7 @@ class _Request:
     kind: Literal["reply", "say", "interrupt"]
     text: str
     status: RequestStatus = "queued"
+    # sent: when the reply times out; swallowing: when its late reply stops being awaited.
     deadline: float | None = None
     echo_ordinal: int | None = None
     message: wire.ClientMessage | None = None
@@ -86,6 +86,7 @@ class _Turns:
     """The bookkeeping of one session; the model object the shared Machine drives."""
 
     options: EngineOptions
+    _fsm_state: State = INITIAL  # written by the shared transitions.Machine
     outbox: list[cmd.Command] = field(default_factory=list)
     now: float = 0.0
     call_id: str | None = None
@@ -105,7 +106,6 @@ class _Turns:
     invocations: dict[str, float] = field(default_factory=dict)
     known_tools: frozenset[str] | None = None
     restart_reason: str | None = None
-    swallow_until: dict[str, float] = field(default_factory=dict)
 
     # transitions binds, with model_override=True, only names the model declares: the one
     # trigger entry point, not ~50 per-trigger partials per session.
@@ -123,6 +123,10 @@ class _Turns:
     def generation_open(self, _: EventData) -> bool:
         return self.gen is not None
 
+    def may_speak(self, event: EventData) -> bool:
+        """Agent output may open a generation: audio is not cut, or the server began afresh."""
+        return not self.suppress_audio or bool(event.kwargs["fresh"])
+
     def nothing_in_flight(self, _: EventData) -> bool:
         return not self.in_flight()
 
@@ -139,14 +143,12 @@ class _Turns:
 
     @property
     def live(self) -> bool:
-        return State(self._fsm_state) in LIVE  # type: ignore[attr-defined]
+        return self._fsm_state in LIVE
 
     def send(self, message: wire.ClientMessage, request_id: str | None = None) -> None:
         """Send now if the call is live, else keep it for the next call (exactly once)."""
-        if isinstance(message, wire.UserTextMessage):
-            self.echoes.append((_norm(message.text), request_id))
         if self.live:
-            self.emit(cmd.Send(message=message))
+            self.put_on_wire(message, request_id)
             return
         if len(self.unsent) >= self.options.max_unsent:
             _, dropped = self.unsent.pop(0)
@@ -156,6 +158,12 @@ class _Turns:
             else:
                 self.report("unsent_overflow", f"oldest queued message dropped: {reason}")
         self.unsent.append((message, request_id))
+
+    def put_on_wire(self, message: wire.ClientMessage, request_id: str | None) -> None:
+        """Emit the send; typed text is expected back as an echo, which is not user speech."""
+        if isinstance(message, wire.UserTextMessage):
+            self.echoes.append((_norm(message.text), request_id))
+        self.emit(cmd.Send(message=message))
 
     def item_prefix(self) -> str:
         return self.call_id or f"call{self.call_seq}"
@@ -176,28 +184,29 @@ class _Turns:
         self.server_state = "idle"
         self.last_closed_ordinal = -1
         self.suppress_audio = False
-        self.echoes.clear()
+        self.echoes.clear()  # echoes of the previous call's text will never come
         unsent, self.unsent = self.unsent, []
-        for message, echo_of in unsent:
-            if isinstance(message, wire.UserTextMessage):
-                self.echoes.append((_norm(message.text), echo_of))
-            self.emit(cmd.Send(message=message))
+        for message, request_id in unsent:
+            self.put_on_wire(message, request_id)
         for request in self.requests.values():
             if request.status == "queued":
                 request.status = "sent"
                 request.deadline = self.now + self.options.reply_timeout
 
-    def _drop_call_state(self, reason: str) -> None:
-        """Everything that belonged to the call that is going away."""
+    def end_generation(self) -> None:
+        """Close the open generation, interrupted unless its final transcript arrived."""
         if self.gen is not None:
             self.close_generation(interrupted=not self.gen.final_seen)
+
+    def _drop_call_state(self, reason: str) -> None:
+        """Everything that belonged to the call that is going away."""
+        self.end_generation()
         self.stop_user_speaking()
         for request in list(self.requests.values()):
             if request.status == "sent":
                 request.status = "failed"
                 self.emit(cmd.FailRequest(request_id=request.id, reason=reason))
         self.requests = {k: r for k, r in self.requests.items() if r.status == "queued"}
-        self.swallow_until.clear()
         for invocation_id in self.invocations:
             self.report("tool_dropped", f"tool invocation {invocation_id} dropped: {reason}")
         self.invocations.clear()
@@ -206,8 +215,7 @@ class _Turns:
     def on_call_lost(self, event: EventData) -> None:
         reason = event.kwargs["reason"]
         cut = self.gen is not None and not self.gen.final_seen and not self.gen.muted
-        if self.gen is not None:
-            self.close_generation(interrupted=not self.gen.final_seen)
+        self.end_generation()  # before carrying: an undecided generation may claim a request
         carried = self.carry_requests()
         self._drop_call_state(f"the call was lost ({reason})")
         if cut and not carried:
@@ -343,7 +351,6 @@ class _Turns:
             verdict = self.verdict(request, gen)
             if request.kind == "interrupt" and gen.ordinal is not None and verdict is not None:
                 del self.requests[request.id]  # it had its one chance
-                self.swallow_until.pop(request.id, None)
             if verdict is None and not final:
                 gen.decide_by = self.now + self.options.owner_grace
                 return
@@ -360,8 +367,6 @@ class _Turns:
             self.emit(cmd.AnnounceGeneration(gen_id=gen.id, request_id=None))
             return
         self.requests.pop(owner.id, None)
-        self.swallow_until.pop(owner.id, None)
-        gen.owner = owner.id
         if owner.status == "swallowing":
             gen.muted = True
             self.emit(cmd.DiscardGeneration(gen_id=gen.id, request_id=owner.id))
@@ -393,23 +398,30 @@ class _Turns:
 
     # --- interruptions ------------------------------------------------------------------------
 
-    def clear_playback(self, event: EventData) -> None:
-        if not self.user_speaking:
-            self.user_speaking = True
-            self.emit(cmd.UserSpeechStarted())
+    def cut_generation(self) -> None:
+        """Interrupt the open generation; drop agent audio until the server's next turn."""
         self.suppress_audio = True
         if self.gen is not None:
             self.close_generation(interrupted=True)
 
+    def clear_playback(self, event: EventData) -> None:
+        if not self.user_speaking:
+            self.user_speaking = True
+            self.emit(cmd.UserSpeechStarted())
+        self.cut_generation()
+
     def stop_agent(self, event: EventData) -> None:
         # If the server reads `immediate` as "interrupt and reply", that reply is not wanted.
-        interrupt = _Request(f"interrupt-{next(self.request_seq)}", "interrupt", "", "swallowing")
+        interrupt = _Request(
+            f"interrupt-{next(self.request_seq)}",
+            "interrupt",
+            "",
+            "swallowing",
+            self.now + self.options.late_reply_window,
+        )
         self.requests[interrupt.id] = interrupt
-        self.swallow_until[interrupt.id] = self.now + self.options.late_reply_window
         self.send(INTERRUPT_MESSAGE, interrupt.id)
-        self.suppress_audio = True
-        if self.gen is not None:
-            self.close_generation(interrupted=True)
+        self.cut_generation()
 
     def ignore(self, event: EventData) -> None:
         """Nothing to interrupt."""
@@ -497,7 +509,7 @@ class _Turns:
             self.unsent = [(m, e) for m, e in self.unsent if e != request.id]
             return
         request.status = "swallowing"
-        self.swallow_until[request.id] = self.now + self.options.late_reply_window
+        request.deadline = self.now + self.options.late_reply_window
 
     def add_context(self, event: EventData) -> None:
         item: ev.ContextAdded | ev.ContextFlush = event.kwargs["item"]
@@ -518,8 +530,8 @@ class _Turns:
 
 _MACHINE = Machine(
     model=None,
-    states=[s.value for s in State],
-    initial=INITIAL.value,
+    states=State,
+    initial=INITIAL,
     auto_transitions=False,
     send_event=True,
     model_attribute="_fsm_state",
@@ -528,8 +540,8 @@ _MACHINE = Machine(
 for _row in TABLE:
     _MACHINE.add_transition(
         _row.trigger.value,
-        [s.value for s in _row.source],
-        _row.dest.value if _row.dest is not None else None,
+        list(_row.source),
+        _row.dest,
         conditions=list(_row.when),
         before=_row.effect,
     )
@@ -560,13 +572,13 @@ class Engine:
         self._turns = _Turns(options or EngineOptions())
         self._observer = observer
         self._steps: list[Step] = []
-        _MACHINE.add_model(self._turns, initial=INITIAL.value)
+        _MACHINE.add_model(self._turns, initial=INITIAL)
 
     # --- what adapters read -------------------------------------------------------------------
 
     @property
     def state(self) -> State:
-        return State(self._turns._fsm_state)  # type: ignore[attr-defined]
+        return self._turns._fsm_state
 
     @property
     def call_id(self) -> str | None:
@@ -591,8 +603,7 @@ class Engine:
     def next_deadline(self) -> float | None:
         t = self._turns
         deadlines = list(t.invocations.values())
-        deadlines += [r.deadline for r in t.requests.values() if r.deadline and r.status == "sent"]
-        deadlines += t.swallow_until.values()
+        deadlines += [r.deadline for r in t.requests.values() if r.deadline is not None]
         if t.gen is not None:
             deadlines += [d for d in (t.gen.drain_deadline, t.gen.decide_by) if d is not None]
         return min(deadlines, default=None)
@@ -606,7 +617,7 @@ class Engine:
         t = self._turns
         t.now = now
         t.outbox = []
-        if t._fsm_state == State.CLOSED.value:  # type: ignore[attr-defined]
+        if t._fsm_state is State.CLOSED:
             if isinstance(event, _REFUSED_WHEN_CLOSED):
                 raise LocalProtocolError(f"the session is closed; {type(event).__name__} refused")
             return []
@@ -635,19 +646,15 @@ class Engine:
             if deadline <= now and invocation_id in t.invocations:
                 self._fire(Trigger.TOOL_EXPIRED, invocation_id=invocation_id)
         for request in list(t.requests.values()):
-            if (
-                request.status == "sent"
-                and request.deadline is not None
-                and request.deadline <= now
-            ):
+            if request.deadline is None or request.deadline > now:
+                continue
+            if request.status == "sent":
                 t.emit(
                     cmd.FailRequest(request_id=request.id, reason="timed out waiting for the reply")
                 )
                 self._fire(Trigger.REQUEST_ENDED, request_id=request.id)
-        for request_id, until in list(t.swallow_until.items()):
-            if until <= now:
-                del t.swallow_until[request_id]
-                t.requests.pop(request_id, None)
+            else:  # swallowing: its late reply is no longer awaited
+                del t.requests[request.id]
         gen = t.gen
         if gen is not None and gen.decide_by is not None and gen.decide_by <= now:
             self._fire(Trigger.OWNER_DECIDED)
@@ -696,9 +703,7 @@ class Engine:
             self._fire(Trigger.SERVER_THINKING)
         elif message.state == "speaking":
             t.stop_user_speaking()
-            if t.suppress_audio and not fresh:
-                return
-            self._fire(Trigger.SERVER_SPEAKING, ordinal=None)
+            self._fire(Trigger.SERVER_SPEAKING, ordinal=None, fresh=fresh)
             if t.gen is not None:
                 t.mark_output(t.gen)
         elif message.state in ("listening", "idle"):

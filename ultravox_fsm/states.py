@@ -155,7 +155,11 @@ TABLE: tuple[Row, ...] = (
     Row(T.SERVER_THINKING, (S.LISTENING,), S.THINKING, "note_server_state"),
     Row(T.SERVER_THINKING, (S.SPEAKING,), S.THINKING, "complete_generation", ("final_seen",)),
     Row(T.SERVER_THINKING, (S.THINKING, S.SPEAKING, S.TOOL_PENDING), None, "note_server_state"),
-    Row(T.SERVER_SPEAKING, (S.LISTENING, S.THINKING), S.SPEAKING, "begin_utterance"),
+    Row(
+        T.SERVER_SPEAKING, (S.LISTENING, S.THINKING), S.SPEAKING, "begin_utterance", ("may_speak",)
+    ),
+    # A `speaking` still about the utterance we interrupted (no `listening` since) opens nothing.
+    Row(T.SERVER_SPEAKING, (S.LISTENING, S.THINKING), None, "note_server_state"),
     Row(T.SERVER_SPEAKING, (S.SPEAKING, S.TOOL_PENDING), None, "note_server_state"),
     Row(T.SERVER_LISTENING, (S.SPEAKING,), S.LISTENING, "complete_generation", ("final_seen",)),
     Row(T.SERVER_LISTENING, (S.SPEAKING,), None, "start_drain"),
