@@ -31,6 +31,7 @@ async def test_server_close_1000_ends_the_call_cleanly_without_an_error(
         await rt.generate_reply(instructions="after the end")
     assert len(server.calls) == 1  # not a silent new call
     await rt.aclose()
+    assert all(call.closed for call in server.calls.values())
 
 
 async def test_three_500s_then_success(server: StandInServer) -> None:

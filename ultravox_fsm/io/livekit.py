@@ -280,6 +280,14 @@ class _Generation:
             frame = rtc.AudioFrame(data, self.rate, 1, len(data) // 2)
             self.audio_ch.send_nowait(frame)
 
+    def text(self, text: str) -> None:
+        if not self.closed:
+            self.text_ch.send_nowait(text)
+
+    def call(self, call: llm.FunctionCall) -> None:
+        if not self.closed:
+            self.function_ch.send_nowait(call)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -332,7 +340,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._failures = 0  # consecutive failures; reset once a call proves itself
         self._audio_live = False  # input audio goes to the socket (else to the ring)
         self._healthy = False
-        self._call_id_pending = ""
         self._closing: asyncio.Future[bool] | None = None
         self._main_task = asyncio.create_task(self._run(), name="ultravox_fsm.session")
 
@@ -441,8 +448,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
 
     def _push_pcm(self, data: bytes) -> None:
         if self._audio_live:
-            self._outq.append(data)
-            self._out_wake.set()
+            self._queue(data)
         else:
             self._audio_ring.append(data)
 
@@ -622,19 +628,14 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._gens[c.gen_id].close()
 
     def _do_text(self, c: cmd.PushText) -> None:
-        gen = self._gens[c.gen_id]
-        if not gen.closed:
-            gen.text_ch.send_nowait(c.text)
+        self._gens[c.gen_id].text(c.text)
 
     def _do_audio(self, c: cmd.PushAudio) -> None:
         self._gens[c.gen_id].audio(c.data)
 
     def _do_function(self, c: cmd.PushFunctionCall) -> None:
-        gen = self._gens[c.gen_id]
-        if not gen.closed:
-            gen.function_ch.send_nowait(
-                llm.FunctionCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
-            )
+        call = llm.FunctionCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
+        self._gens[c.gen_id].call(call)
 
     def _do_close(self, c: cmd.CloseGeneration) -> None:
         gen = self._gens.pop(c.gen_id)
@@ -741,7 +742,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         )
         return encode_start_call(request, o.extra_call_fields), query
 
-    async def _connect(self, prior_call_id: str | None) -> aiohttp.ClientWebSocketResponse[bool]:
+    async def _connect(
+        self, prior_call_id: str | None
+    ) -> tuple[aiohttp.ClientWebSocketResponse[bool], str]:
         """Create a call and join it, retrying what the API says is worth retrying."""
         conn = self._opts.conn_options
         while True:
@@ -774,8 +777,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 delay, retryable = None, isinstance(exc, CallUnreachable)
             else:
                 self._report_connection_acquired(time.perf_counter() - started)
-                self._call_id_pending = call.call_id
-                return ws
+                return ws, call.call_id
             if not retryable or self._failures >= conn.max_retry:
                 self._emit_error(error, recoverable=False)
                 raise error
@@ -797,7 +799,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         prior: str | None = None
         while self._finished is None:
             try:
-                ws = await self._connect(prior)
+                ws, call_id = await self._connect(prior)
             except (APIStatusError, APIConnectionError) as exc:
                 self._feed(ev.CallEnded(reason=f"could not create a call: {exc}"))
                 return
@@ -805,7 +807,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._pending_call = None
             self._outq.clear()
             self._feed(ev.ToolsChanged(names=frozenset(self._tools.function_tools)))
-            self._feed(ev.Connected(call_id=self._call_id_pending))
+            self._feed(ev.Connected(call_id=call_id))
             self._outq.extend(self._audio_ring)
             self._audio_ring.clear()
             self._out_wake.set()
@@ -835,8 +837,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                     self._feed(ev.CallEnded(reason=f"the server closed the call ({close_code})"))
                     return
                 self._feed(ev.CallLost(reason=f"socket closed with code {close_code}"))
-            if self._pending_call is None:
-                return
+                if self._pending_call is None:  # the engine placed no new call
+                    return
             prior = self._pending_call[1]
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> int | None:

@@ -239,7 +239,7 @@ class _Call:
         ]
         self.ordinals = itertools.count()
         self.speaking: asyncio.Task[None] | None = None
-        self.pending_tool: tuple[str, Reply, int] | None = None
+        self.pending_tool: tuple[str, Reply] | None = None
         self.sent_audio_frames = 0
         self.voice_ms = 0
         self.silence_ms = 0
@@ -340,7 +340,7 @@ class _Call:
         if pending is None or pending[0] != message.get("invocationId"):
             return
         self.pending_tool = None
-        _, reply, _ = pending
+        _, reply = pending
         next(self.ordinals)  # the tool result's ordinal
         if message.get("agentReaction") == "listens":
             return
@@ -392,7 +392,8 @@ class _Call:
             await self.state("thinking")
         if reply.tool is not None:
             invocation = f"call_{uuid.uuid4().hex[:8]}"
-            self.pending_tool = (invocation, reply, next(self.ordinals))
+            next(self.ordinals)  # the tool call's ordinal
+            self.pending_tool = (invocation, reply)
             await self.send(
                 {
                     "type": "client_tool_invocation",
