@@ -8,7 +8,6 @@ It decides nothing about turn-taking; `states.py` does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -54,6 +53,7 @@ from ..errors import ProtocolError
 from ..machine import Engine, EngineOptions, Step
 from ..states import State
 from ..trace import TraceWriter
+from .outbox import Outbox
 from .tools import to_selected_tools
 from .ultravox import CallRejected, CallUnreachable, create_call, open_socket
 
@@ -323,8 +323,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._gens: dict[str, _Generation] = {}
         self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
-        self._outq: deque[str | bytes] = deque()
-        self._out_wake = asyncio.Event()
+        self._outbox = Outbox()
+        self._audio_sink: _Generation | None = None  # the engine's audio_target, cached
         frames = max(1, self._opts.audio_buffer_ms // 10)
         self._audio_ring: deque[bytes] = deque(maxlen=frames)
         self._timer: asyncio.TimerHandle | None = None
@@ -520,7 +520,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
     async def aclose(self) -> None:
         if self._finished is None:
             self._feed(ev.Close())
-        self._out_wake.set()
         for task in list(self._say_tasks):
             task.cancel()
         if self._ws is not None:
@@ -578,8 +577,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             logger.warning(message, extra={"call_id": self._engine.call_id})
 
     def _queue(self, item: str | bytes) -> None:
-        self._outq.append(item)
-        self._out_wake.set()
+        self._outbox.put(item)
 
     def _emit_error(self, error: Exception, recoverable: bool) -> None:
         self.emit(
@@ -595,6 +593,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         for c in commands:
             handler = _COMMANDS[type(c)]
             handler(self, c)
+        target = self._engine.audio_target
+        self._audio_sink = None if target is None else self._gens[target]
         deadline = self._engine.next_deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -689,7 +689,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._audio_live = False
         logger.info("Ultravox session finished: %s", c.reason)
         self.emit("ultravox_call_ended", c.reason)
-        self._out_wake.set()
 
     def _do_report(self, c: cmd.Report) -> None:
         self._report_once(c.kind, c.message)
@@ -805,12 +804,12 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 return
             self._ws = ws
             self._pending_call = None
-            self._outq.clear()
+            self._outbox.attach(ws)
             self._feed(ev.ToolsChanged(names=frozenset(self._tools.function_tools)))
             self._feed(ev.Connected(call_id=call_id))
-            self._outq.extend(self._audio_ring)
+            for data in self._audio_ring:
+                self._outbox.put(data)
             self._audio_ring.clear()
-            self._out_wake.set()
             self._audio_live = True
             if self._connected_once:
                 self.emit("session_reconnected", RealtimeSessionReconnectedEvent())
@@ -842,7 +841,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             prior = self._pending_call[1]
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> int | None:
-        writer = asyncio.create_task(self._write(ws))
         try:
             while True:
                 msg = await ws.receive()
@@ -853,21 +851,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
                 else:
                     break
         finally:
-            await utils.aio.cancel_and_wait(writer)
+            self._outbox.attach(None)
             await ws.close()
         return ws.close_code
-
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-            while not ws.closed:
-                await self._out_wake.wait()
-                self._out_wake.clear()
-                while self._outq and not ws.closed:
-                    item = self._outq.popleft()
-                    if isinstance(item, bytes):
-                        await ws.send_bytes(item)
-                    else:
-                        await ws.send_str(item)
 
     def _on_text(self, data: str) -> None:
         if not self._healthy:
@@ -889,9 +875,9 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         if len(data) % 2:
             self._report_once("odd_audio", "trimmed an odd-length audio frame")
             data = data[:-1]
-        target = self._engine.audio_target
-        if target is not None:
-            self._gens[target].audio(data)
+        sink = self._audio_sink
+        if sink is not None:
+            sink.audio(data)
         else:
             self._feed(ev.AgentAudio(data=data))
 

@@ -1,0 +1,114 @@
+"""The outbox writes frames in order, at once when it can, and keeps backpressure when not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ultravox_fsm.io.outbox import Outbox
+
+
+class FakeSocket:
+    """Records writes; a write waits on ``drain`` while it is set, like a paused transport."""
+
+    def __init__(self) -> None:
+        self.written: list[str | bytes] = []
+        self.drain: asyncio.Future[None] | None = None
+        self.broken = False
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._write(data)
+
+    async def send_str(self, data: str) -> None:
+        await self._write(data)
+
+    async def _write(self, frame: str | bytes) -> None:
+        if self.broken:
+            raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+        self.written.append(frame)
+        if self.drain is not None:
+            await self.drain
+
+
+def outbox_on(ws: FakeSocket) -> Outbox:
+    box = Outbox()
+    box.attach(ws)  # type: ignore[arg-type]
+    return box
+
+
+async def test_frames_are_written_before_put_returns() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws)
+    box.put(b"a")
+    box.put('{"type":"ping"}')
+    box.put(b"b")
+    assert ws.written == [b"a", '{"type":"ping"}', b"b"]
+
+
+async def test_a_draining_socket_queues_later_frames_in_order() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws)
+    ws.drain = asyncio.get_running_loop().create_future()
+    box.put(b"1")
+    ws_drain = ws.drain
+    ws.drain = None
+    box.put(b"2")
+    box.put("3")
+    assert ws.written == [b"1"]  # nothing jumps the frame that waits
+    ws_drain.set_result(None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert ws.written == [b"1", b"2", "3"]
+    box.put(b"4")  # the queue is empty again: written at once
+    assert ws.written[-1] == b"4"
+
+
+async def test_a_drain_that_fails_reaches_the_suspended_send() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws)
+    seen: list[BaseException] = []
+
+    async def send_bytes(data: bytes) -> None:
+        ws.written.append(data)
+        try:
+            await drain
+        except ConnectionResetError as exc:
+            seen.append(exc)
+            raise
+
+    drain: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ws.send_bytes = send_bytes  # type: ignore[method-assign]
+    box.put(b"1")
+    box.put(b"2")
+    drain.set_exception(ConnectionResetError("gone"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(seen) == 1
+    assert ws.written == [b"1"]  # the socket is gone: what waited behind is dropped, quietly
+    box.put(b"3")
+    assert ws.written == [b"1", b"3"]  # nothing stale is left to jump behind
+
+
+async def test_detaching_drops_queued_frames_and_later_puts() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws)
+    ws.drain = asyncio.get_running_loop().create_future()
+    box.put(b"1")
+    ws.drain = None
+    box.put(b"2")
+    box.attach(None)
+    box.put(b"3")
+    await asyncio.sleep(0)
+    assert ws.written == [b"1"]
+
+
+@pytest.mark.parametrize("frame", [b"audio", "text"])
+async def test_a_closing_socket_drops_the_frame_without_raising(frame: Any) -> None:
+    ws = FakeSocket()
+    ws.broken = True
+    box = outbox_on(ws)
+    box.put(frame)
+    assert ws.written == []
