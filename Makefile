@@ -26,3 +26,4 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/session.py
+	$(BIN)/python benchmarks/realtime.py
