@@ -601,12 +601,22 @@ class Engine:
         return self._turns.gen.id if self._turns.gen is not None else None
 
     def next_deadline(self) -> float | None:
+        """The earliest moment `handle_timer` has work to do; asked after every input, so it
+        builds nothing (mid-reply there is usually no deadline at all)."""
         t = self._turns
-        deadlines = list(t.invocations.values())
-        deadlines += [r.deadline for r in t.requests.values() if r.deadline is not None]
-        if t.gen is not None:
-            deadlines += [d for d in (t.gen.drain_deadline, t.gen.decide_by) if d is not None]
-        return min(deadlines, default=None)
+        best: float | None = None
+        gen = t.gen
+        if gen is not None:
+            best = gen.drain_deadline
+            if gen.decide_by is not None and (best is None or gen.decide_by < best):
+                best = gen.decide_by
+        for deadline in t.invocations.values():
+            if best is None or deadline < best:
+                best = deadline
+        for request in t.requests.values():
+            if request.deadline is not None and (best is None or request.deadline < best):
+                best = request.deadline
+        return best
 
     # --- inputs -------------------------------------------------------------------------------
 
