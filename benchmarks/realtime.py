@@ -11,9 +11,12 @@ generation as LiveKit would. Measured per client, medians of alternating rounds:
   text delta or `rtc.AudioFrame` (the floor: to `ws.receive()` returning), at 1 and 100 sessions;
 - the most concurrent real-time sessions one process keeps, with 20 ms input frames (the
   protocol's advice) and 50 ms ones (what an `AgentSession`'s room input pushes by default):
-  sessions double until a level fails, then the interval is halved three times. A level passes
-  while, after the start-up backlog has drained, p99 latency stays under one frame (20 ms) and
-  at least 99% of the frames due arrive.
+  sessions double until a level fails, then the interval is halved three times. A level keeps
+  up when, after the start-up backlog has drained, the median lag stays under one frame
+  (20 ms) and at least 99% of the frames due arrive. A client that cannot keep up falls ever
+  further behind, so its median lag grows without bound; the p99 is printed beside it, as it is
+  set by garbage-collection pauses (a full collection with 700 sessions took 140 ms here, in
+  any client) that the server's audio lead (`clientBufferSizeMs`) absorbs.
 
     python benchmarks/realtime.py [--rounds 3] [--seconds 3] [--many 100] [--input-ms 20 50]
 """
@@ -197,7 +200,7 @@ class Level:
         return (self.audio if audio else self.texts * 10) / due
 
     def keeps_up(self) -> bool:
-        return self.p99_ms < 20.0 and self.delivered(True) >= 0.99
+        return self.p50_ms < 20.0 and self.delivered(True) >= 0.99
 
 
 def cpu_seconds(pid: int) -> float:
@@ -247,13 +250,13 @@ def percentiles_ms(latency: array[float]) -> tuple[float, float]:
 
 
 async def settle(meter: Meter, window: float, limit: float = 10.0) -> None:
-    """Waits out the backlog that connecting N sessions leaves: until one window's p99 is under
-    a frame, or ``limit`` seconds; a level is judged on its steady state, not its start-up."""
+    """Waits out the backlog that connecting N sessions leaves: until one window's median lag is
+    under a frame, or ``limit`` seconds; a level is judged on its steady state, not its start."""
     deadline = time.monotonic() + limit
     while True:
         meter.reset()
         await asyncio.sleep(window)
-        if percentiles_ms(meter.latency)[1] < 20.0 or time.monotonic() > deadline:
+        if percentiles_ms(meter.latency)[0] < 20.0 or time.monotonic() > deadline:
             return
 
 
@@ -372,13 +375,13 @@ async def main(args: argparse.Namespace) -> None:
 
     for ms in args.input_ms:
         print(f"\nconcurrent real-time sessions in one process, {ms} ms input frames")
-        print("(a level keeps up while p99 < 20 ms and >= 99% of the frames due arrive)")
-        print(f"{'client':18} {'sessions':>8}   levels tried (N: p99 ms, client CPU %, server %)")
+        print("(a level keeps up while the median lag < 20 ms and >= 99% of frames arrive)")
+        print(f"{'client':18} {'sessions':>8}   levels tried (N: p50/p99 ms, client/server CPU %)")
         for name in factories():
             best, tried = await capacity(name, seconds, args.start, args.max_sessions, ms)
             trail = ", ".join(
-                f"{lv.sessions}: {lv.p99_ms:.1f}, {100 * lv.cpu / lv.seconds:.0f}, "
-                f"{100 * lv.server_cpu:.0f}"
+                f"{lv.sessions}: {lv.p50_ms:.1f}/{lv.p99_ms:.0f}, "
+                f"{100 * lv.cpu / lv.seconds:.0f}/{100 * lv.server_cpu:.0f}"
                 for lv in tried
             )
             print(f"{name:18} {best:8}   {trail}")

@@ -7,8 +7,8 @@ import msgspec
 from .wire import ClientMessage
 
 
-class Command(msgspec.Struct, tag=True, kw_only=True):
-    """Base of the commands."""
+class Command(msgspec.Struct, tag=True, kw_only=True, gc=False):
+    """Base of the commands; untracked by the garbage collector like the wire messages."""
 
 
 class Send(Command):

@@ -11,8 +11,8 @@ from typing import Literal
 import msgspec
 
 
-class Input(msgspec.Struct, tag=True, kw_only=True):
-    """Base of the non-wire inputs."""
+class Input(msgspec.Struct, tag=True, kw_only=True, gc=False):
+    """Base of the non-wire inputs; untracked by the garbage collector like the wire messages."""
 
 
 class Connected(Input):
