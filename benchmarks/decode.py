@@ -1,11 +1,13 @@
 """Micro-benchmark: decoding one server frame, ours against the seed's parse path.
 
-Run: `make bench` (or `python benchmarks/decode.py`). Prints best and median microseconds per
-decode over 7 runs of 100 000 calls; the seed's path is json.loads + parse_ultravox_event.
+Run: `make bench` (or `python benchmarks/decode.py [--calls 100000]`). Prints best and median
+microseconds per decode over 7 runs of ``--calls`` calls; the seed's path is json.loads +
+parse_ultravox_event.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import timeit
@@ -20,15 +22,15 @@ TRANSCRIPT = (
     b'appointment to Tuesday at 3pm.","final":false,"ordinal":12}'
 )
 STATE = b'{"type":"state","state":"speaking"}'
-N, RUNS = 100_000, 7
+RUNS = 7
 
 
-def measure(fn: Callable[[], object]) -> tuple[float, float]:
-    times = [t / N * 1e6 for t in timeit.repeat(fn, number=N, repeat=RUNS)]
+def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
+    times = [t / calls * 1e6 for t in timeit.repeat(fn, number=calls, repeat=RUNS)]
     return min(times), statistics.median(times)
 
 
-def main() -> None:
+def main(calls: int) -> None:
     rows: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
         (
             "ultravox_fsm wire.decode_server",
@@ -56,8 +58,8 @@ def main() -> None:
     print(f"{'decoder':40} {'transcript best/median us':>28} {'state best/median us':>24}")
     results = {}
     for name, transcript, state in rows:
-        tb, tm = measure(transcript)
-        sb, sm = measure(state)
+        tb, tm = measure(transcript, calls)
+        sb, sm = measure(state, calls)
         results[name] = tm
         print(f"{name:40} {tb:12.3f} / {tm:8.3f}     {sb:10.3f} / {sm:8.3f}")
     seed_name = "livekit-plugins-ultravox 1.8.9 parse"
@@ -67,4 +69,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=100_000)
+    main(parser.parse_args().calls)

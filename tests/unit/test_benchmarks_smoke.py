@@ -9,40 +9,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_decode_and_session_benchmarks_run() -> None:
-    session = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "session.py"),
-            "--turns",
-            "2",
-            "--rounds",
-            "1",
-            "--frames",
-            "50",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert session.returncode == 0, session.stderr[-2000:]
-    assert "seed / ours, per turn" in session.stdout
-
-
-def test_realtime_benchmark_runs() -> None:
-    realtime = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "realtime.py"),
-            *("--rounds", "1", "--seconds", "0.2", "--many", "3"),
-            *("--start", "2", "--max-sessions", "3"),
-        ],
+def run_benchmark(script: str, *args: str) -> str:
+    """Runs ``benchmarks/<script>`` with ``args``; its output, once it exits 0."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
-    assert realtime.returncode == 0, realtime.stderr[-2000:]
-    assert "p99 added over the floor" in realtime.stdout
-    assert "concurrent real-time sessions" in realtime.stdout
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_decode_benchmark_runs() -> None:
+    assert "seed / ours (transcript, median)" in run_benchmark("decode.py", "--calls", "200")
+
+
+def test_session_benchmark_runs() -> None:
+    out = run_benchmark("session.py", "--turns", "2", "--rounds", "1", "--frames", "50")
+    assert "seed / ours, per turn" in out
+
+
+def test_realtime_benchmark_runs() -> None:
+    out = run_benchmark(
+        "realtime.py",
+        *("--rounds", "1", "--seconds", "0.2", "--many", "3", "--start", "2"),
+        *("--max-sessions", "3"),
+    )
+    assert "p99 added over the floor" in out
+    assert "concurrent real-time sessions" in out
