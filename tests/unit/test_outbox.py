@@ -33,8 +33,8 @@ class FakeSocket:
             await self.drain
 
 
-def outbox_on(ws: FakeSocket) -> Outbox:
-    box = Outbox()
+def outbox_on(ws: FakeSocket, max_audio_bytes: int = 1_000_000) -> Outbox:
+    box = Outbox(max_audio_bytes)
     box.attach(ws)  # type: ignore[arg-type]
     return box
 
@@ -103,6 +103,24 @@ async def test_detaching_drops_queued_frames_and_later_puts() -> None:
     box.put(b"3")
     await asyncio.sleep(0)
     assert ws.written == [b"1"]
+
+
+async def test_a_socket_that_keeps_draining_loses_the_oldest_audio_not_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws, max_audio_bytes=4)
+    ws.drain = asyncio.get_running_loop().create_future()
+    box.put(b"00")
+    held = ws.drain
+    ws.drain = None
+    for frame in (b"a1", '{"type":"ping"}', b"a2", b"a3", b"a4"):
+        box.put(frame)
+    assert "dropping the oldest input audio" in caplog.text
+    held.set_result(None)
+    for _ in range(8):
+        await asyncio.sleep(0)
+    assert ws.written == [b"00", '{"type":"ping"}', b"a3", b"a4"]
 
 
 @pytest.mark.parametrize("frame", [b"audio", "text"])

@@ -323,7 +323,8 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         self._gens: dict[str, _Generation] = {}
         self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
-        self._outbox = Outbox()
+        buffered = self._opts.input_sample_rate * 2 * self._opts.audio_buffer_ms // 1000
+        self._outbox = Outbox(max_audio_bytes=buffered)
         self._audio_sink: _Generation | None = None  # the engine's audio_target, cached
         frames = max(1, self._opts.audio_buffer_ms // 10)
         self._audio_ring: deque[bytes] = deque(maxlen=frames)
@@ -436,7 +437,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
 
     def push_audio(self, frame: rtc.AudioFrame) -> None:
         """Send each frame as it comes (no re-chunking); keep the last ``audio_buffer_ms`` in a
-        ring while no call is live."""
+        ring while no call is live, and no more than that queued while the socket drains."""
         rate = self._opts.input_sample_rate
         if frame.sample_rate == rate and frame.num_channels == 1:
             self._push_pcm(frame.data.tobytes())

@@ -25,20 +25,29 @@ Send = Coroutine[Any, Any, None]
 
 
 class Outbox:
-    """Writes to one socket at a time; frames put while no socket is attached are dropped
-    (the engine re-sends what a lost call never echoed; audio waits in the session's ring)."""
+    """Writes to one socket at a time.
 
-    __slots__ = ("_queue", "_task", "_ws")
+    Frames put while no socket is attached are dropped: the engine re-sends what a lost call
+    never echoed, and input audio waits in the session's ring. While the socket drains, audio
+    queued beyond ``max_audio_bytes`` is dropped oldest first (stale speech is worse than a
+    gap); data messages are never dropped while the socket lives.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_audio_bytes", "_max_audio_bytes", "_queue", "_task", "_warned", "_ws")
+
+    def __init__(self, max_audio_bytes: int) -> None:
         self._ws: Socket | None = None
         self._queue: deque[Frame] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._max_audio_bytes = max_audio_bytes
+        self._audio_bytes = 0
+        self._warned = False
 
     def attach(self, ws: Socket | None) -> None:
         """Writes go to ``ws`` from now on (None: nowhere); frames still queued are dropped."""
         self._ws = ws
-        self._queue.clear()
+        self._clear()
+        self._warned = False
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -48,9 +57,9 @@ class Outbox:
         if ws is None:
             return
         if self._task is not None:
-            self._queue.append(frame)
+            self._enqueue(frame)
             return
-        send = ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame)
+        send = _send(ws, frame)
         try:
             waiting = send.send(None)
         except StopIteration:
@@ -60,24 +69,44 @@ class Outbox:
             return
         self._task = asyncio.ensure_future(self._finish(ws, send, waiting))
 
-    async def _finish(
-        self,
-        ws: aiohttp.ClientWebSocketResponse[bool],
-        send: Coroutine[Any, Any, None],
-        waiting: Any,
-    ) -> None:
+    def _enqueue(self, frame: Frame) -> None:
+        self._queue.append(frame)
+        if not isinstance(frame, bytes):
+            return
+        self._audio_bytes += len(frame)
+        while self._audio_bytes > self._max_audio_bytes:
+            oldest = next(i for i, f in enumerate(self._queue) if isinstance(f, bytes))
+            self._audio_bytes -= len(self._queue[oldest])
+            del self._queue[oldest]
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "the call's socket is not keeping up; dropping the oldest input audio"
+                )
+
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._audio_bytes = 0
+
+    async def _finish(self, ws: Socket, send: Send, waiting: Any) -> None:
         """Completes the suspended ``send``, then whatever was queued behind it."""
         try:
             await _resume(send, waiting)
             while self._queue:
                 frame = self._queue.popleft()
-                await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+                if isinstance(frame, bytes):
+                    self._audio_bytes -= len(frame)
+                await _send(ws, frame)
         except (ConnectionError, aiohttp.ClientError) as exc:
             logger.debug("frames for a closing socket are dropped: %s", exc)
-            self._queue.clear()
+            self._clear()
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+
+def _send(ws: Socket, frame: Frame) -> Send:
+    return ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame)
 
 
 async def _resume(coro: Send, waiting: Any) -> None:
