@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from livekit import rtc
 from livekit.agents import APIConnectOptions, llm
 
 from ultravox_fsm import RealtimeModel
@@ -142,4 +143,29 @@ async def test_bad_frames_are_survived_and_the_session_keeps_working(
         assert kind in caplog.text
     turn = [m for m in metrics if getattr(m, "request_id", "")]
     assert turn and all(not m.cancelled and m.ttft >= 0 for m in turn)  # type: ignore[attr-defined]
+    await rt.aclose()
+
+
+async def test_a_server_that_stops_reading_holds_back_bounded_audio_and_the_call_goes_on(
+    server: StandInServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt = RealtimeModel(
+        base_url=server.base_url, api_key=KEY, output_medium="text", audio_buffer_ms=200
+    ).session()
+    await asyncio.wait_for(rt.generate_reply(instructions="ready?"), 5)
+    server.stall_reads()
+    frame = rtc.AudioFrame(bytes(640), 16000, 1, 320)
+    pushed = 0
+    while "dropping the oldest input audio" not in caplog.text and pushed < 200_000:
+        for _ in range(500):
+            rt.push_audio(frame)
+        pushed += 500
+        await asyncio.sleep(0)  # let the transport flush into the socket until it is full
+    assert "dropping the oldest input audio" in caplog.text
+    server.resume_reads()
+    gen = await asyncio.wait_for(rt.generate_reply(instructions="still there?"), 10)
+    message = await anext(aiter(gen.message_stream))
+    assert "still there?" in "".join([t async for t in message.text_stream])
+    received = sum(call.audio_bytes for call in server.calls.values())
+    assert 0 < received < pushed * 640  # the oldest of the backlog was dropped, not all of it
     await rt.aclose()

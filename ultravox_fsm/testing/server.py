@@ -99,6 +99,8 @@ class StandInServer:
         self._runner: web.AppRunner | None = None
         self._port = port
         self._sockets: set[web.WebSocketResponse] = set()
+        self._reading = asyncio.Event()
+        self._reading.set()
 
     @property
     def base_url(self) -> str:
@@ -129,6 +131,14 @@ class StandInServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def stall_reads(self) -> None:
+        """Stop reading what clients send, as a congested server would: their sockets fill up
+        and their writes must wait (backpressure)."""
+        self._reading.clear()
+
+    def resume_reads(self) -> None:
+        self._reading.set()
 
     async def close_sockets(self, code: int) -> None:
         """Close every live call socket with ``code`` (1000: the call ended; others: faults)."""
@@ -279,6 +289,7 @@ class _Call:
         worker = asyncio.create_task(self.work())
         try:
             async for msg in self.ws:
+                await self.server._reading.wait()
                 if msg.type is WSMsgType.BINARY:
                     await self.on_audio(msg.data)
                 elif msg.type is WSMsgType.TEXT:
