@@ -449,7 +449,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
 
     def _push_pcm(self, data: bytes) -> None:
         if self._audio_live:
-            self._queue(data)
+            self._outbox.put(data)
         else:
             self._audio_ring.append(data)
 
@@ -577,9 +577,6 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
             self._reported.add(kind)
             logger.warning(message, extra={"call_id": self._engine.call_id})
 
-    def _queue(self, item: str | bytes) -> None:
-        self._outbox.put(item)
-
     def _emit_error(self, error: Exception, recoverable: bool) -> None:
         self.emit(
             "error",
@@ -607,7 +604,7 @@ class RealtimeSession(llm.RealtimeSession[RawEvents]):
         data = wire.encode(c.message).decode()
         if "ultravox_client_event_queued" in self._events:
             self.emit("ultravox_client_event_queued", msgspec.to_builtins(c.message))
-        self._queue(data)
+        self._outbox.put(data)
 
     def _do_open(self, c: cmd.OpenGeneration) -> None:
         audio = self._opts.output_medium == "voice"
