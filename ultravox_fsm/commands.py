@@ -66,6 +66,14 @@ class CloseGeneration(Command):
     closed_at: float
 
 
+class EndRequest(Command):
+    """The request was answered by a generation that went to a newer request (the server
+    answered both with one reply): end it quietly, with nothing to play."""
+
+    request_id: str
+    answered_by: str
+
+
 class FailRequest(Command):
     request_id: str
     reason: str
@@ -93,9 +101,11 @@ class StartCall(Command):
 
 
 class CallFinished(Command):
-    """The session reached its end; ``reason`` says why (not an error by itself)."""
+    """The session reached its end; ``reason`` says why. ``failed``: it could not go on (the
+    retry budget is spent or the API refused), an error the user must see."""
 
     reason: str
+    failed: bool = False
 
 
 class Report(Command):

@@ -21,16 +21,21 @@ class Connected(Input):
     call_id: str
 
 
-class CallLost(Input):
-    """The socket failed or closed unexpectedly; the adapter will place a new call."""
+class CallFailed(Input):
+    """Creating or joining a call failed. ``status``: the HTTP status (None: the API or the
+    socket could not be reached); ``retry_after``: the server's Retry-After, in seconds."""
 
-    reason: str
+    detail: str
+    retryable: bool
+    status: int | None = None
+    retry_after: float | None = None
 
 
-class CallEnded(Input):
-    """The call ended normally (hang-up, max duration, server close 1000)."""
+class SocketClosed(Input):
+    """The socket of call ``call_id`` closed with ``code`` (None: it failed without one)."""
 
-    reason: str
+    call_id: str
+    code: int | None
 
 
 class Close(Input):
@@ -105,8 +110,8 @@ class HangUpRequested(Input):
 
 ClientInput = (
     Connected
-    | CallLost
-    | CallEnded
+    | CallFailed
+    | SocketClosed
     | Close
     | RestartRequested
     | AgentAudio

@@ -64,7 +64,7 @@ def record(now: float, event: object, steps: list[Step], commands: list[cmd.Comm
         kind=kind,
         input=raw,
         audio_bytes=audio,
-        steps=[(a.value, b.value, trig.value) for a, b, trig in steps],
+        steps=[(a, b, trig) for table, a, b, trig in steps if table == "turn"],
         commands=[_command(c) for c in commands],
     )
 

@@ -9,6 +9,7 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, llm
 
 from ultravox_fsm import RealtimeModel
+from ultravox_fsm.errors import LocalProtocolError
 from ultravox_fsm.io.ultravox import check_join_url
 from ultravox_fsm.testing.server import StandInServer
 
@@ -76,7 +77,8 @@ async def test_a_tool_result_for_the_previous_call_is_not_sent_into_the_new_one(
     await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
     await server.close_sockets(4000)  # an unexpected close: a new call follows
     await asyncio.sleep(0.2)
-    await rt.send_tool_result("call_from_the_old_call", "late")
+    with pytest.raises(LocalProtocolError, match="no such invocation"):
+        await rt.send_tool_result("call_from_the_old_call", "late")
     await asyncio.sleep(0.1)
     assert server.messages("client_tool_result") == []
     assert len(server.calls) == 2
@@ -113,10 +115,15 @@ async def test_sockets_that_merely_connect_do_not_reset_the_retry_budget(
     rt = model.session()
     errors: list[llm.RealtimeModelError] = []
     rt.on("error", errors.append)
-    with pytest.raises(llm.RealtimeError):
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    rt.on("ultravox_call_ended", ended.set_result)
+    with pytest.raises(llm.RealtimeError, match="lost before it was answered"):
         await asyncio.wait_for(rt.generate_reply(instructions="hi"), 5)
+    reason = await asyncio.wait_for(ended, 5)
     assert len(server.calls) == FAST.max_retry + 1  # bounded, not forever
-    assert errors[-1].recoverable is False
+    assert "before a turn completed" in reason
+    assert [e.recoverable for e in errors] == [False]  # one error, naming the cause
+    assert "1011" in str(errors[0].error)
     await rt.aclose()
 
 

@@ -30,12 +30,12 @@ frames = st.lists(
 async def feed(batch: list[str | bytes]) -> None:
     model = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="fuzz-key")
     rt = model.session()
-    rt._feed(ev.Connected(call_id="fuzz"))  # before the connect task first runs
+    rt.feed_network(ev.Connected(call_id="fuzz"))  # before the first call is created
     for frame in batch:
         if isinstance(frame, bytes):
-            rt._on_audio(frame)
+            rt.on_audio(frame)
         else:
-            rt._on_text(frame)
+            rt.on_text(frame)
         if rt.state is not State.CLOSED and rt._engine.open_generation is not None:
             assert rt.state in GENERATION_STATES
     await rt.aclose()

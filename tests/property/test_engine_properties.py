@@ -19,11 +19,13 @@ from hypothesis.stateful import (
 from ultravox_fsm import commands as cmd
 from ultravox_fsm import events as ev
 from ultravox_fsm.errors import ProtocolError
-from ultravox_fsm.machine import Engine, _Turns
-from ultravox_fsm.states import GENERATION_STATES, State
+from ultravox_fsm.machine import Engine, EngineOptions
+from ultravox_fsm.states import GENERATION_STATES, LIVE, State
 from ultravox_fsm.testing.strategies import TOOLS, inputs
+from ultravox_fsm.turns import Turns
 
 STEPS = 60
+OPTIONS = EngineOptions(seed=7)
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -31,7 +33,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.engine = Engine()
+        self.engine = Engine(OPTIONS)
         self.now = 0.0
         self.log: list[tuple[Any, float, list[cmd.Command] | None]] = []
         self.opened: set[str] = set()
@@ -59,7 +61,7 @@ class EngineMachine(RuleBasedStateMachine):
                 self.owned[gen_id] = c.request_id or ""
             if isinstance(c, cmd.AnnounceGeneration) and c.request_id:
                 self.request_ends[c.request_id] += 1
-            if isinstance(c, cmd.FailRequest):
+            if isinstance(c, (cmd.FailRequest, cmd.EndRequest)):
                 self.request_ends[c.request_id] += 1
 
     @initialize()
@@ -113,6 +115,15 @@ class EngineMachine(RuleBasedStateMachine):
         assert all(n == 1 for n in self.request_ends.values())
 
     @invariant()
+    def failed_calls_in_a_row_stay_within_the_retry_budget(self) -> None:
+        assert self.engine._turns.conn.streak <= OPTIONS.max_retry
+
+    @invariant()
+    def connection_live_exactly_while_the_turn_is_live(self) -> None:
+        live = self.engine.connection.value == "live"
+        assert live == (self.engine.state in LIVE)
+
+    @invariant()
     def audio_only_into_the_open_generation(self) -> None:
         target = self.engine.audio_target
         assert target is None or target == self.engine.open_generation
@@ -127,13 +138,18 @@ class EngineMachine(RuleBasedStateMachine):
         self.replay()
 
     def replay(self) -> None:
-        fresh = Engine()
+        """The same inputs give the same outputs; and a twin that never saw the refused inputs
+        gives the same outputs too (a refused input changed nothing at all)."""
+        fresh, twin = Engine(OPTIONS), Engine(OPTIONS)
         for event, now, expected in self.log:
             try:
                 got = fresh.handle_timer(now) if event == "tick" else fresh.handle(event, now)
             except ProtocolError:
                 got = None
             assert got == expected, f"replay diverged at {event!r}"
+            if expected is not None:
+                again = twin.handle_timer(now) if event == "tick" else twin.handle(event, now)
+                assert again == expected, f"a refused input changed the engine, seen at {event!r}"
 
 
 SETTINGS = settings(max_examples=150, stateful_step_count=STEPS, deadline=None)
@@ -144,9 +160,9 @@ TestEngineMachine.settings = SETTINGS
 def test_a_seeded_fault_in_a_handler_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Barge-in that forgets to close the generation must fail the property suite."""
 
-    def broken(self: _Turns, event: Any) -> None:
+    def broken(self: Turns, event: Any) -> None:
         self.suppress_audio = True
 
-    monkeypatch.setattr(_Turns, "clear_playback", broken)
+    monkeypatch.setattr(Turns, "clear_playback", broken)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(EngineMachine, settings=settings(SETTINGS, max_examples=400))

@@ -27,6 +27,12 @@ class Driver:
     def live(self, call_id: str = "c1") -> list[cmd.Command]:
         return self(ev.Connected(call_id=call_id))
 
+    def lose(self, call_id: str = "c1", code: int = 1006) -> list[cmd.Command]:
+        """The socket drops; returns what that does and what the end of the backoff does."""
+        out = self(ev.SocketClosed(call_id=call_id, code=code))
+        deadline = self.engine._turns.conn.deadline
+        return out if deadline is None else out + self.tick(deadline)
+
 
 def names(commands: list[cmd.Command]) -> list[str]:
     out = []

@@ -131,7 +131,7 @@ def test_text_mode_turn_and_hang_up() -> None:
     assert names(out) == ["OpenGeneration", "AnnounceGeneration", "PushText", "CloseGeneration"]
     assert out[1] == cmd.AnnounceGeneration(gen_id="c1-gen1", request_id="r1")
     assert sent(d(ev.HangUpRequested(message="Bye"))) == [b'{"type":"hang_up","message":"Bye"}']
-    out = d(ev.CallEnded(reason="server closed 1000"))
+    out = d(ev.SocketClosed(call_id="c1", code=1000))
     assert names(out) == ["CallFinished"]
     assert d.engine.state is State.CLOSED
 
@@ -237,7 +237,7 @@ def test_call_lost_mid_utterance_resumes_the_reply_on_the_new_call() -> None:
     d(ev.ReplyRequested(request_id="r1"))
     d(agent(1, text="Half"))
     d(invocation("call_1"))
-    out = d(ev.CallLost(reason="1006"))
+    out = d.lose()
     # The undecided generation is decided as it closes (no echo came: it answers r1).
     assert names(out) == ["AnnounceGeneration", "CloseGeneration", "Report", "StartCall"]
     assert out[1].interrupted is True  # type: ignore[attr-defined]
@@ -259,7 +259,7 @@ def test_an_unanswered_request_is_sent_once_more_on_the_new_call() -> None:
     d = Driver()
     d.live()
     d(ev.ReplyRequested(request_id="r1", instructions="hi"))
-    out = d(ev.CallLost(reason="1006"))
+    out = d.lose()
     assert names(out) == ["StartCall"]
     assert sent(d.live("c2")) == [
         b'{"type":"user_text_message","text":"<instruction>hi</instruction>","urgency":"soon"}'
@@ -275,7 +275,7 @@ def test_an_echoed_request_asks_the_new_call_only_for_the_reply() -> None:
     d(ev.ContextAdded(role="user", text="Where is my order?"))
     d(ev.ReplyRequested(request_id="r1"))
     d(user(0, "Where is my order?", medium="text"))
-    d(ev.CallLost(reason="1006"))
+    d.lose()
     assert sent(d.live("c2")) == [
         b'{"type":"user_text_message","text":"<instruction>Respond to the user now.</instruction>",'
         b'"urgency":"soon"}'

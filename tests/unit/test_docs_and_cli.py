@@ -41,7 +41,7 @@ def test_cli_writes_diagrams_and_explains_what_graphviz_needs(
 ) -> None:
     out = tmp_path / "fsm.dot"
     assert main(["diagram", "--format", "dot", "-o", str(out)]) == 0
-    assert out.read_text().startswith("digraph ultravox_fsm {")
+    assert out.read_text().startswith("digraph turn {")
     monkeypatch.setattr("shutil.which", lambda _: None)
     assert main(["diagram", "--format", "svg"]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err

@@ -5,39 +5,53 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ultravox_fsm import events as ev
 from ultravox_fsm import wire
+from ultravox_fsm.connection import Connection
 from ultravox_fsm.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ultravox_fsm.machine import _Turns
-from ultravox_fsm.states import GENERATION_STATES, INITIAL, TABLE, State, Trigger, rows_for
+from ultravox_fsm.generation import Generation
+from ultravox_fsm.request import Request
+from ultravox_fsm.states import GENERATION_STATES, TABLE, TABLES, State, Table
+from ultravox_fsm.turns import Turns
 
 from .helpers import STATE, Driver, agent, invocation
 
-
-def test_every_effect_and_condition_names_a_method_of_the_model() -> None:
-    for row in TABLE:
-        assert callable(getattr(_Turns, row.effect, None)), row
-        for name in row.when:
-            assert callable(getattr(_Turns, name, None)), row
-
-
-def test_rows_for_a_pair_end_with_an_unconditional_row() -> None:
-    for state in State:
-        for trigger in Trigger:
-            rows = rows_for(state, trigger)
-            assert not rows or rows[-1].when == (), (state, trigger)
+MODELS: dict[str, type] = {
+    "turn": Turns,
+    "connection": Connection,
+    "request": Request,
+    "generation": Generation,
+}
 
 
-def test_every_state_is_reachable_and_every_open_state_can_reach_listening() -> None:
-    edges: dict[State, set[State]] = {s: set() for s in State}
-    for row in TABLE:
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_every_effect_and_guard_is_a_method_of_the_model(table: Table[Any, Any]) -> None:
+    for row in table.rows:
+        for name in (*row.effect_names, *row.guard_names, *row.then_names):
+            assert callable(getattr(MODELS[table.name], name, None)), (table.name, row)
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_no_row_hides_behind_an_unconditional_one(table: Table[Any, Any]) -> None:
+    for state in table.states:
+        for trigger in table.triggers:
+            rows = table.rows_for(state, trigger)
+            for row in rows[:-1]:
+                assert row.when, (table.name, state, trigger, "a later row can never run")
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_every_state_is_reachable_and_can_reach_an_end(table: Table[Any, Any]) -> None:
+    edges: dict[Any, set[Any]] = {s: set() for s in table.states}
+    for row in table.rows:
         for source in row.source:
             edges[source].add(row.dest or source)
 
-    def reach(start: State) -> set[State]:
+    def reach(start: Any) -> set[Any]:
         seen, todo = {start}, deque([start])
         while todo:
             for nxt in edges[todo.popleft()] - seen:
@@ -45,10 +59,18 @@ def test_every_state_is_reachable_and_every_open_state_can_reach_listening() -> 
                 todo.append(nxt)
         return seen
 
-    assert reach(INITIAL) == set(State)
-    for state in set(State) - {State.CLOSED}:
-        assert State.LISTENING in reach(state) or state is State.IDLE
-        assert State.CLOSED in reach(state)
+    assert reach(table.initial) == set(table.states)
+    for state in table.states:
+        assert reach(state) & table.terminal, (table.name, state)
+
+
+def test_every_open_turn_state_can_reach_listening() -> None:
+    edges: dict[State, set[State]] = {s: set() for s in State}
+    for row in TABLE:
+        for source in row.source:
+            edges[source].add(row.dest or source)
+    for state in set(State) - {State.CLOSED, State.IDLE, State.RESTARTING}:
+        assert State.LISTENING in edges[state] | {state}
 
 
 PATHS: dict[State, list[Any]] = {
@@ -57,14 +79,16 @@ PATHS: dict[State, list[Any]] = {
     State.THINKING: [ev.Connected(call_id="c1"), STATE["thinking"]],
     State.SPEAKING: [ev.Connected(call_id="c1"), STATE["speaking"], agent(1, text="Hi")],
     State.TOOL_PENDING: [ev.Connected(call_id="c1"), invocation("i1")],
-    State.RESTARTING: [ev.Connected(call_id="c1"), ev.CallLost(reason="1006")],
+    State.RESTARTING: [ev.Connected(call_id="c1"), ev.SocketClosed(call_id="c1", code=1006)],
     State.CLOSED: [ev.Close()],
 }
 PROBES: list[Any] = [
     ev.Connected(call_id="c2"),
-    ev.CallLost(reason="1006"),
+    ev.SocketClosed(call_id="c1", code=1006),
+    ev.SocketClosed(call_id="c0", code=1011),
+    ev.CallFailed(detail="HTTP 503", retryable=True, status=503, retry_after=float("inf")),
     ev.RestartRequested(reason="tools changed"),
-    ev.CallEnded(reason="hang-up"),
+    ev.SocketClosed(call_id="c1", code=1000),
     ev.Close(),
     *STATE.values(),
     agent(1, delta=" there"),
@@ -117,11 +141,11 @@ def test_state_and_input_pairs_h2_style(state: State, probe: Any) -> None:
     check_pair(state, probe)
 
 
-def test_a_closed_engine_leaves_the_shared_machine() -> None:
-    from ultravox_fsm.machine import _MACHINE
+def test_no_engine_is_registered_with_transitions() -> None:
+    from ultravox_fsm.runner import _MACHINES
 
     d = Driver()
-    assert d.engine._turns in _MACHINE.models
+    d.live()
+    assert all(not m.models for m in _MACHINES.values())
     d(ev.Close())
-    assert d.engine._turns not in _MACHINE.models
     assert d(ev.InterruptRequested()) == []

@@ -65,8 +65,18 @@ def client_inputs() -> st.SearchStrategy[ev.Input]:
     invocation = st.sampled_from(INVOCATIONS)
     return st.one_of(
         st.builds(ev.Connected, call_id=st.sampled_from(("c1", "c2", "c3"))),
-        st.builds(ev.CallLost, reason=st.just("1006")),
-        st.builds(ev.CallEnded, reason=st.just("hang-up")),
+        st.builds(
+            ev.SocketClosed,
+            call_id=st.sampled_from(("c1", "c2", "c3")),
+            code=st.sampled_from((1006, 1011, None, 1000)),
+        ),
+        st.builds(
+            ev.CallFailed,
+            detail=st.just("HTTP 503"),
+            retryable=st.booleans(),
+            status=st.sampled_from((503, 429, 404, None)),
+            retry_after=st.none() | st.sampled_from((0.5, 86400.0, float("inf"))),
+        ),
         st.builds(ev.RestartRequested, reason=st.just("instructions changed")),
         st.builds(ev.AgentAudio, data=st.just(b"\x01\x00" * 4)),
         st.builds(ev.ReplyRequested, request_id=request, instructions=st.none() | st.just("Hi")),

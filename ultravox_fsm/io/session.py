@@ -1,0 +1,610 @@
+"""`RealtimeSession`: LiveKit calls in as engine inputs, engine commands out as LiveKit effects.
+
+It decides nothing about turn-taking or the connection (`states.py` does): it translates, owns
+the generations' streams and the futures of `generate_reply`/`say`, and lets `CallSupervisor`
+carry out `StartCall`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+import msgspec
+import numpy as np
+from livekit import rtc
+from livekit.agents import APIConnectionError, APIStatusError, llm, utils
+from livekit.agents.llm.realtime import (
+    InputSpeechStartedEvent,
+    InputSpeechStoppedEvent,
+    RealtimeSessionReconnectedEvent,
+)
+from livekit.agents.llm.utils import compute_chat_ctx_diff
+from livekit.agents.metrics.base import Metadata, RealtimeModelMetrics
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
+
+from .. import commands as cmd
+from .. import events as ev
+from .. import wire
+from ..call import InitialMessage
+from ..errors import LocalProtocolError, ProtocolError
+from ..machine import ClientInput, Engine, ServerInput, Step
+from ..states import State, Trigger
+from ..trace import TraceWriter
+from .outbox import Outbox
+from .streams import GenerationStreams, empty_generation
+from .supervisor import CallSupervisor, Socket
+from .tools import to_selected_tools
+
+if TYPE_CHECKING:
+    from .livekit import RealtimeModel
+
+logger = logging.getLogger("ultravox_fsm")
+RawEvents = Literal[
+    "ultravox_server_event_received",
+    "ultravox_client_event_queued",
+    "ultravox_call_ended",
+    "ultravox_state_changed",
+]
+_MAX_REPORT_KINDS = 256  # distinct log-once kinds remembered; a hostile server can mint more
+
+
+class RealtimeSession(llm.RealtimeSession[RawEvents]):
+    """One conversation: one Ultravox call at a time, replaced (keeping history) when needed."""
+
+    def __init__(self, realtime_model: RealtimeModel) -> None:
+        super().__init__(realtime_model)
+        self._model = realtime_model
+        self._opts = replace(realtime_model._opts)
+        self._loop = asyncio.get_running_loop()
+        self._trace: TraceWriter | None = None
+        if self._opts.trace_dir:
+            path = os.path.join(self._opts.trace_dir, f"{utils.shortuuid('session_')}.jsonl")
+            self._trace = TraceWriter(path)
+            logger.debug("recording a trace of this session to %s", path)
+        options = replace(self._opts.engine, seed=int.from_bytes(os.urandom(4), "big"))
+        self._engine = Engine(options, observer=self._observe)
+        self._tools = llm.ToolContext.empty()
+        self._tool_defs: list[dict[str, Any]] = []
+        self._chat_ctx = llm.ChatContext.empty()
+        self._gens: dict[str, GenerationStreams] = {}
+        self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
+        buffered = self._opts.input_sample_rate * 2 * self._opts.audio_buffer_ms // 1000
+        self._outbox = Outbox(max_audio_bytes=buffered)
+        self._audio_sink: GenerationStreams | None = None  # the engine's audio_target, cached
+        self._audio_ring: deque[bytes] = deque(maxlen=max(1, self._opts.audio_buffer_ms // 10))
+        self._audio_live = False  # input audio goes to the socket (else to the ring)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_scheduled = False
+        self._finished: str | None = None
+        self._reported: set[str] = set()
+        self._resampler: rtc.AudioResampler | None = None
+        self._own_http: aiohttp.ClientSession | None = None
+        self._say_tasks: set[asyncio.Task[None]] = set()
+        self._connected_once = False
+        self._body_built = False  # a call was created from the options as they are now
+        self._calls = CallSupervisor(
+            self,
+            base_url=self._opts.base_url,
+            api_key=self._opts.api_key,
+            timeout=self._opts.conn_options.timeout,
+        )
+        # One loop turn first: the creator pushes instructions, tools and context before the
+        # first call is created from them.
+        self._loop.call_soon(self._calls.start, None)
+
+    # --- what LiveKit reads ---------------------------------------------------------------------
+
+    @property
+    def chat_ctx(self) -> llm.ChatContext:
+        return self._chat_ctx.copy()
+
+    @property
+    def tools(self) -> llm.ToolContext:
+        return self._tools
+
+    @property
+    def call_id(self) -> str | None:
+        """The live Ultravox call's id, once created."""
+        return self._engine.call_id
+
+    @property
+    def trace_path(self) -> str | None:
+        """Where this session's trace is being written, if recording."""
+        return str(self._trace.path) if self._trace is not None else None
+
+    @property
+    def state(self) -> State:
+        """The turn-taking state (see `ultravox_fsm.states`)."""
+        return self._engine.state
+
+    def diagram(self) -> str:
+        """The turn diagram as mermaid text, with the current state highlighted."""
+        from ..diagram import mermaid
+
+        return mermaid(self._engine.state)
+
+    def _observe(
+        self, now: float, event: object, steps: list[Step], commands: list[cmd.Command]
+    ) -> None:
+        if self._trace is not None:
+            self._trace(now, event, steps, commands)
+        for table, before, after, trigger in steps:
+            if table == "turn":
+                self.emit("ultravox_state_changed", State(before), State(after), Trigger(trigger))
+
+    # --- LiveKit calls -> engine inputs ---------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._finished is not None:
+            raise LocalProtocolError(f"{what} refused: the session has ended ({self._finished})")
+
+    async def update_instructions(self, instructions: str) -> None:
+        self._check_open("update_instructions")
+        if instructions != self._opts.system_prompt:
+            self._opts.system_prompt = instructions
+            self._config_changed("instructions changed")
+
+    def _config_changed(self, reason: str) -> None:
+        """A call made from the old options must be replaced; before any is made, nothing to do."""
+        if self._body_built:
+            self._body_built = False
+            self._request(ev.RestartRequested(reason=reason))
+
+    async def update_tools(self, tools: list[llm.Tool]) -> None:
+        self._check_open("update_tools")
+        defs = to_selected_tools(
+            tools, timeout=self._opts.tool_timeout, settings=self._opts.tool_settings
+        )
+        try:
+            msgspec.json.encode(defs)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise ValueError(f"a tool's schema cannot be sent to Ultravox as JSON: {exc}") from None
+        self._tools = llm.ToolContext(tools)
+        if defs != self._tool_defs:
+            self._tool_defs = defs
+            self._config_changed("tools changed")
+
+    async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
+        self._check_open("update_chat_ctx")
+        diff = compute_chat_ctx_diff(self._chat_ctx, chat_ctx)
+        for _, item_id in diff.to_create:
+            item = chat_ctx.get_by_id(item_id)
+            if isinstance(item, llm.ChatMessage) and item.role != "assistant":
+                text = item.text_content
+                if text:
+                    role: Literal["user", "system"] = "user" if item.role == "user" else "system"
+                    self._request(ev.ContextAdded(role=role, text=text))
+            elif isinstance(item, llm.FunctionCallOutput):
+                # One for a dead invocation is refused by the engine and reported, never sent.
+                self._request(
+                    ev.ToolResult(
+                        invocation_id=item.call_id,
+                        result=None if item.is_error else item.output,
+                        error_message=item.output if item.is_error else None,
+                        reply_required=item.reply_required,
+                    )
+                )
+        self._chat_ctx = chat_ctx.copy()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_context)
+
+    def update_options(
+        self,
+        *,
+        tool_choice: NotGivenOr[llm.ToolChoice | None] = NOT_GIVEN,
+        output_medium: NotGivenOr[Literal["text", "voice"]] = NOT_GIVEN,
+    ) -> None:
+        if is_given(output_medium) and output_medium != self._opts.output_medium:
+            if output_medium not in ("text", "voice"):
+                raise ValueError(f"output_medium must be 'text' or 'voice', got {output_medium!r}")
+            self._opts.output_medium = output_medium
+            self._request(ev.OutputMediumChanged(medium=output_medium))
+        if is_given(tool_choice) and tool_choice not in (None, "auto"):
+            self._report_once("tool_choice", "Ultravox has no per-session tool_choice; ignored")
+
+    def push_audio(self, frame: rtc.AudioFrame) -> None:
+        """Send each frame as it comes (no re-chunking; several channels are averaged to one);
+        keep the last ``audio_buffer_ms`` in a ring while no call is live."""
+        if self._finished is not None:
+            return
+        rate = self._opts.input_sample_rate
+        if frame.num_channels > 1:
+            samples = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
+            mono = samples.mean(axis=1).astype(np.int16).tobytes()
+            frame = rtc.AudioFrame(mono, frame.sample_rate, 1, frame.samples_per_channel)
+        if frame.sample_rate == rate:
+            self._push_pcm(frame.data.tobytes())
+            return
+        if self._resampler is None or self._resampler._input_rate != frame.sample_rate:
+            self._resampler = rtc.AudioResampler(frame.sample_rate, rate, num_channels=1)
+        for f in self._resampler.push(frame):
+            self._push_pcm(f.data.tobytes())
+
+    def _push_pcm(self, data: bytes) -> None:
+        if self._audio_live:
+            self._outbox.put(data)
+        else:
+            self._audio_ring.append(data)
+
+    def push_video(self, frame: rtc.VideoFrame) -> None:
+        self._report_once("video", "Ultravox takes no video; frames are dropped")
+
+    def commit_audio(self) -> None:
+        self._report_once("commit_audio", "Ultravox detects turns itself; commit_audio ignored")
+
+    def clear_audio(self) -> None:
+        self._report_once("clear_audio", "Ultravox detects turns itself; clear_audio ignored")
+
+    def generate_reply(
+        self,
+        *,
+        instructions: NotGivenOr[str] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        tools: NotGivenOr[list[llm.Tool]] = NOT_GIVEN,
+    ) -> asyncio.Future[llm.GenerationCreatedEvent]:
+        fut, request_id = self._new_request()
+        text = instructions if is_given(instructions) else None
+        self._request(ev.ReplyRequested(request_id=request_id, instructions=text), fut)
+        return fut
+
+    def say(
+        self, text: str | AsyncIterable[str], *, allow_interruptions: bool | None = None
+    ) -> asyncio.Future[llm.GenerationCreatedEvent]:
+        fut, request_id = self._new_request()
+        interruptible = (
+            self._opts.say_interruptible if allow_interruptions is None else allow_interruptions
+        )
+
+        async def send() -> None:
+            try:
+                content = text if isinstance(text, str) else "".join([c async for c in text])
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(llm.RealtimeError(f"say(): the text source failed: {exc}"))
+                return
+            if not fut.done():
+                self._request(
+                    ev.SayRequested(
+                        request_id=request_id, text=content, interruptible=interruptible
+                    ),
+                    fut,
+                )
+
+        task = asyncio.create_task(send())
+        self._say_tasks.add(task)
+        task.add_done_callback(self._say_tasks.discard)
+        return fut
+
+    def interrupt(self) -> None:
+        self._request(ev.InterruptRequested())
+
+    def truncate(
+        self,
+        *,
+        message_id: str,
+        modalities: list[Literal["text", "audio"]],
+        audio_end_ms: int,
+        audio_transcript: NotGivenOr[str] = NOT_GIVEN,
+    ) -> None:
+        """Ultravox keeps its own history; the capability flag says truncation is unsupported."""
+
+    async def send_tool_result(self, call_id: str, result: str, *, reply: bool = True) -> None:
+        """Answer a client tool invocation directly (``reply=False``: the agent listens).
+        Raises `LocalProtocolError` if no such invocation is pending on the live call."""
+        self._check_open("send_tool_result")
+        commands = self._engine.request(
+            ev.ToolResult(invocation_id=call_id, result=result, reply_required=reply),
+            self._loop.time(),
+        )
+        self._apply(commands)
+
+    def hang_up(self, message: str | None = None) -> None:
+        """Ask the agent to say ``message`` and end the call."""
+        self._request(ev.HangUpRequested(message=message))
+
+    async def aclose(self) -> None:
+        if self._finished is None:
+            self._request(ev.Close())
+        for task in list(self._say_tasks):
+            task.cancel()
+        await asyncio.gather(*self._say_tasks, return_exceptions=True)
+        for fut in list(self._futures.values()):
+            if not fut.done():
+                fut.set_exception(llm.RealtimeError("the session was closed"))
+        await self._calls.aclose()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._own_http is not None:
+            await self._own_http.close()
+        if self._trace is not None:
+            self._trace.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _new_request(self) -> tuple[asyncio.Future[llm.GenerationCreatedEvent], str]:
+        fut: asyncio.Future[llm.GenerationCreatedEvent] = self._loop.create_future()
+        request_id = utils.shortuuid("req_")
+        self._futures[request_id] = fut
+
+        def done(f: asyncio.Future[llm.GenerationCreatedEvent]) -> None:
+            if self._futures.pop(request_id, None) is not None and f.cancelled():
+                self._request(ev.RequestCancelled(request_id=request_id))
+
+        fut.add_done_callback(done)
+        return fut, request_id
+
+    def _request(
+        self, event: ClientInput, fut: asyncio.Future[llm.GenerationCreatedEvent] | None = None
+    ) -> None:
+        try:
+            commands = self._engine.request(event, self._loop.time())
+        except ProtocolError as exc:
+            self._refused(event, exc)
+            if fut is not None and not fut.done():
+                fut.set_exception(llm.RealtimeError(str(exc)))
+            else:
+                self._report_once(f"refused:{type(event).__name__}", str(exc))
+            return
+        self._apply(commands)
+
+    def _receive(self, event: ServerInput | ev.AgentAudio) -> None:
+        try:
+            if isinstance(event, ev.AgentAudio):
+                commands = self._engine.agent_audio(event, self._loop.time())
+            else:
+                commands = self._engine.receive(event, self._loop.time())
+        except ProtocolError as exc:
+            self._refused(event, exc)
+            self._report_once(f"refused:{type(event).__name__}", str(exc))
+            return
+        self._apply(commands)
+
+    def _refused(self, event: object, exc: ProtocolError) -> None:
+        if self._trace is not None:
+            self._trace.refused(self._loop.time(), event, exc)
+
+    def _flush_context(self) -> None:
+        self._flush_scheduled = False
+        if self._finished is None:
+            self._request(ev.ContextFlush())
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._apply(self._engine.handle_timer(self._loop.time()))
+
+    def _report_once(self, kind: str, message: str) -> None:
+        if kind not in self._reported and len(self._reported) < _MAX_REPORT_KINDS:
+            self._reported.add(kind)
+            logger.warning(message, extra={"call_id": self._engine.call_id})
+        else:
+            logger.debug(message, extra={"call_id": self._engine.call_id})
+
+    def _emit_error(self, error: Exception, recoverable: bool) -> None:
+        self.emit(
+            "error",
+            llm.RealtimeModelError(
+                timestamp=time.time(), label=self._model.label, error=error, recoverable=recoverable
+            ),
+        )
+
+    # --- the supervisor's host ----------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._model._http_session is not None:
+            return self._model._http_session
+        if self._own_http is None:
+            try:
+                return utils.http_context.http_session()
+            except RuntimeError:
+                self._own_http = aiohttp.ClientSession()
+        return self._own_http
+
+    def call_request(self, prior_call_id: str | None) -> tuple[bytes, dict[str, str]]:
+        self._body_built = True
+        history = _initial_messages(self._chat_ctx) if self._connected_once else None
+        return self._opts.call_body(self._tool_defs, prior_call_id, history)
+
+    def feed_network(self, event: ev.Connected | ev.CallFailed | ev.SocketClosed) -> None:
+        self._receive(event)
+        if isinstance(event, ev.CallFailed) and self._finished is None:
+            logger.debug("Ultravox call creation failed, retrying: %s", event.detail)
+            error: Exception = (
+                APIStatusError(event.detail, status_code=event.status, retryable=event.retryable)
+                if event.status is not None
+                else APIConnectionError(event.detail, retryable=event.retryable)
+            )
+            self._emit_error(error, recoverable=True)
+        if isinstance(event, ev.Connected) and self._engine.call_id == event.call_id:
+            for data in self._audio_ring:
+                self._outbox.put(data)
+            self._audio_ring.clear()
+            self._audio_live = True
+            if self._connected_once:
+                self.emit("session_reconnected", RealtimeSessionReconnectedEvent())
+            self._connected_once = True
+
+    def joined(self, ws: Socket, seconds: float) -> None:
+        self._report_connection_acquired(seconds)
+        self._outbox.attach(ws)
+        self._request(ev.ToolsChanged(names=frozenset(self._tools.function_tools)))
+
+    def left(self) -> None:
+        self._outbox.attach(None)
+        self._audio_live = False
+
+    def on_text(self, data: str) -> None:
+        try:
+            message = wire.decode_server(data)
+        except ProtocolError as exc:
+            self._report_once("malformed", f"ignored a bad frame from Ultravox: {exc}")
+            return
+        if "ultravox_server_event_received" in self._events:
+            self.emit("ultravox_server_event_received", msgspec.json.decode(data))
+        self._receive(message)
+
+    def on_audio(self, data: bytes) -> None:
+        if len(data) < 2:
+            self._report_once("empty_audio", "ignored an empty or one-byte audio frame")
+            return
+        if len(data) % 2:
+            self._report_once("odd_audio", "trimmed an odd-length audio frame")
+            data = data[:-1]
+        sink = self._audio_sink
+        if sink is not None:
+            sink.audio(data)
+        else:
+            self._receive(ev.AgentAudio(data=data))
+
+    def report_once(self, kind: str, message: str) -> None:
+        self._report_once(kind, message)
+
+    # --- engine commands -> effects ---------------------------------------------------------
+
+    def _apply(self, commands: list[cmd.Command]) -> None:
+        for c in commands:
+            self._carry_out(c)
+        target = self._engine.audio_target
+        self._audio_sink = None if target is None else self._gens[target]
+        deadline = self._engine.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _carry_out(self, c: cmd.Command) -> None:
+        match c:
+            case cmd.Send():
+                if "ultravox_client_event_queued" in self._events:
+                    self.emit("ultravox_client_event_queued", msgspec.to_builtins(c.message))
+                self._outbox.put(wire.encode(c.message).decode())
+            case cmd.OpenGeneration():
+                audio = self._opts.output_medium == "voice"
+                self._gens[c.gen_id] = GenerationStreams(
+                    c.gen_id, self._opts.output_sample_rate, audio
+                )
+            case cmd.AnnounceGeneration():
+                self._announce(c)
+            case cmd.DiscardGeneration():
+                logger.debug("dropping a late reply to request %s", c.request_id)
+                self._gens[c.gen_id].close()
+            case cmd.PushText():
+                self._gens[c.gen_id].text(c.text)
+            case cmd.PushAudio():
+                self._gens[c.gen_id].audio(c.data)
+            case cmd.PushFunctionCall():
+                call = llm.FunctionCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
+                self._gens[c.gen_id].call(call)
+            case cmd.CloseGeneration():
+                self._close_generation(c)
+            case cmd.EndRequest():
+                fut = self._futures.pop(c.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(empty_generation(f"{c.answered_by}-merged-{c.request_id}"))
+            case cmd.FailRequest():
+                fut = self._futures.pop(c.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(llm.RealtimeError(c.reason))
+            case cmd.UserTranscript():
+                if c.final:
+                    self._chat_ctx.add_message(role="user", content=c.text, id=c.item_id)
+                self.emit(
+                    "input_audio_transcription_completed",
+                    llm.InputTranscriptionCompleted(
+                        item_id=c.item_id, transcript=c.text, is_final=c.final
+                    ),
+                )
+            case cmd.UserSpeechStarted():
+                self.emit("input_speech_started", InputSpeechStartedEvent())
+            case cmd.UserSpeechStopped():
+                self.emit(
+                    "input_speech_stopped", InputSpeechStoppedEvent(user_transcription_enabled=True)
+                )
+            case cmd.StartCall():
+                logger.debug("placing a new Ultravox call: %s", c.reason)
+                self._audio_live = False
+                self._calls.start(c.prior_call_id)
+            case cmd.CallFinished():
+                self._finish(c)
+            case cmd.Report():
+                self._report_once(c.kind, c.message)
+            case _:
+                raise AssertionError(f"unknown command {c!r}")
+
+    def _announce(self, c: cmd.AnnounceGeneration) -> None:
+        gen = self._gens[c.gen_id]
+        if c.request_id is None:
+            self.emit("generation_created", gen.event(user_initiated=False))
+            return
+        fut = self._futures.pop(c.request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(gen.event(user_initiated=True))
+        else:
+            gen.close()
+
+    def _close_generation(self, c: cmd.CloseGeneration) -> None:
+        gen = self._gens.pop(c.gen_id)
+        gen.close()
+        if c.text:
+            self._chat_ctx.add_message(role="assistant", content=c.text, id=c.gen_id)
+        wall = time.time() - (self._loop.time() - c.created_at)
+        self.emit(
+            "metrics_collected",
+            RealtimeModelMetrics(
+                label=self._model.label,
+                request_id=c.gen_id,
+                timestamp=wall,
+                duration=c.closed_at - c.created_at,
+                ttft=-1 if c.first_output_at is None else c.first_output_at - c.created_at,
+                cancelled=c.interrupted,
+                input_token_details=RealtimeModelMetrics.InputTokenDetails(),
+                output_token_details=RealtimeModelMetrics.OutputTokenDetails(),
+                metadata=Metadata(model_name=self._model.model, model_provider="ultravox"),
+            ),
+        )
+
+    def _finish(self, c: cmd.CallFinished) -> None:
+        self._finished = c.reason
+        self._audio_live = False
+        self._calls.stop()
+        if c.failed:
+            self._emit_error(APIConnectionError(c.reason, retryable=False), recoverable=False)
+        logger.debug("Ultravox session finished: %s", c.reason)
+        self.emit("ultravox_call_ended", c.reason)
+
+
+def _initial_messages(chat_ctx: llm.ChatContext) -> list[InitialMessage]:
+    """The conversation so far, for a new call that cannot use ``priorCallId``."""
+    out: list[InitialMessage] = []
+    for item in chat_ctx.items:
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
+            text = item.text_content
+            if text:
+                out.append(
+                    InitialMessage(
+                        role="MESSAGE_ROLE_USER" if item.role == "user" else "MESSAGE_ROLE_AGENT",
+                        text=text,
+                    )
+                )
+        elif isinstance(item, (llm.FunctionCall, llm.FunctionCallOutput)):
+            call = isinstance(item, llm.FunctionCall)
+            out.append(
+                InitialMessage(
+                    role="MESSAGE_ROLE_TOOL_CALL" if call else "MESSAGE_ROLE_TOOL_RESULT",
+                    text=item.arguments if isinstance(item, llm.FunctionCall) else item.output,
+                    invocation_id=item.call_id,
+                    tool_name=item.name or None,
+                )
+            )
+    return out
