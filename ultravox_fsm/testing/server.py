@@ -201,7 +201,7 @@ class StandInServer:
             return ws
         self._sockets[ws] = record
         try:
-            await CallSession(self, record, ws).run()
+            await CallSession(self, record, ws, request.query).run()
         finally:
             record.closed = True
             self._sockets.pop(ws, None)

@@ -16,7 +16,7 @@ import math
 import re
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -69,7 +69,13 @@ class _Turn:
 
 
 class CallSession:
-    def __init__(self, server: StandInServer, record: CallRecord, ws: web.WebSocketResponse):
+    def __init__(
+        self,
+        server: StandInServer,
+        record: CallRecord,
+        ws: web.WebSocketResponse,
+        join_query: Mapping[str, str],
+    ) -> None:
         self.server = server
         self.scenario = server.scenario
         self.record = record
@@ -80,7 +86,7 @@ class CallSession:
         self.out_rate = int(medium.get("outputSampleRate") or self.in_rate)
         self.buffer_ms = int(medium.get("clientBufferSizeMs") or 60)
         enabled = {**DATA_MESSAGE_DEFAULTS, **(medium.get("dataMessages") or {})}
-        if "debug" in record.query.get("experimentalMessages", "").split(","):
+        if "debug" in join_query.get("experimentalMessages", "").split(","):
             enabled["debug"] = True
         self.enabled = {_snake(flag) for flag, on in enabled.items() if on}
         vad = body.get("vadSettings") or {}
