@@ -124,7 +124,7 @@ async def test_without_barge_in_the_final_waits_for_playback(start: Start) -> No
 @pytest.mark.parametrize("urgency", ["immediate", "soon"])
 async def test_forced_message_urgency(start: Start, urgency: str) -> None:
     server, raw = await start(long_reply(10))
-    server.scenario.audio_ms_per_word = 100
+    server.scenario.audio_ms_per_word = 40
     await raw.start()
     await raw.send({"type": "user_text_message", "text": "go"})
     await raw.until(lambda: any(is_audio(f) for _, f in raw.frames))
