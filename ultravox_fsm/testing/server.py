@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -131,13 +132,9 @@ class StandInServer:
         refused = await self._admit(request)
         if refused is not None:
             return refused
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return web.json_response({"detail": "body: not JSON"}, status=400)
-        problem = validate_start_call(body, request.query)
-        if problem:
-            return web.json_response({"detail": problem}, status=400)
+        body = await _valid_body(request, validate_start_call)
+        if isinstance(body, web.Response):
+            return body
         return self._created(request, CallRecord(str(uuid.uuid4()), body, dict(request.query)))
 
     async def _create_agent_call(self, request: web.Request) -> web.Response:
@@ -148,13 +145,9 @@ class StandInServer:
         agent = self.scenario.agents.get(agent_id)
         if agent is None:
             return web.json_response({"detail": "No Agent matches the given query."}, status=404)
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return web.json_response({"detail": "body: not JSON"}, status=400)
-        problem = validate_start_agent_call(body, request.query)
-        if problem:
-            return web.json_response({"detail": problem}, status=400)
+        body = await _valid_body(request, validate_start_agent_call)
+        if isinstance(body, web.Response):
+            return body
         record = CallRecord(
             str(uuid.uuid4()),
             agent_call_body(agent, body),
@@ -206,3 +199,18 @@ class StandInServer:
             record.closed = True
             self._sockets.pop(ws, None)
         return ws
+
+
+async def _valid_body(
+    request: web.Request, validate: Callable[[Any, Mapping[str, str]], str | None]
+) -> dict[str, Any] | web.Response:
+    """The request's JSON body, or the 400 the API would answer instead."""
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return web.json_response({"detail": "body: not JSON"}, status=400)
+    problem = validate(body, request.query)
+    if problem:
+        return web.json_response({"detail": problem}, status=400)
+    assert isinstance(body, dict)  # validate refuses anything else
+    return body
