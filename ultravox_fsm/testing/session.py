@@ -12,51 +12,26 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import re
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import WSMsgType, web
 
 from .calls import first_speaker_settings, now, seconds
+from .playback import FRAME_MS, Playback, tone
 from .scenario import CallRecord, Reply
 from .validation import DATA_MESSAGE_DEFAULTS, validate_start_call
 
 if TYPE_CHECKING:
     from .server import StandInServer
 
-_FRAME_MS = 20
-
-
-def _tone(ms: int, rate: int) -> bytes:
-    n = rate * ms // 1000
-    return struct.pack(f"<{n}h", *(int(3000 * math.sin(i / 8)) for i in range(n)))
-
 
 def _snake(flag: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", flag).lower()
-
-
-class Playback:
-    """Where the client is in the agent audio sent to it: it plays in real time whenever it
-    has audio, so the unplayed part is what was sent minus the time elapsed since, never < 0."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.ends_at = clock()
-
-    def sent(self, ms: float) -> None:
-        self.ends_at = max(self.ends_at, self.clock()) + ms / 1000
-
-    def unplayed_ms(self) -> float:
-        return max(0.0, (self.ends_at - self.clock()) * 1000)
-
-    def clear(self) -> None:
-        self.ends_at = self.clock()
 
 
 @dataclass(frozen=True)
@@ -376,7 +351,7 @@ class CallSession:
             for i, chunk in enumerate(chunks):
                 if not self.text_mode:
                     ms_per_word = self.scenario.audio_ms_per_word
-                    sent_ms += await self.audio(_tone(ms_per_word * len(chunk), self.out_rate))
+                    sent_ms += await self.audio(tone(ms_per_word * len(chunk), self.out_rate))
                 sent_words += len(chunk)
                 if i == 0:
                     await self.state("speaking")
@@ -423,7 +398,7 @@ class CallSession:
     async def audio(self, pcm: bytes) -> float:
         """Send 20 ms frames, at most ``clientBufferSizeMs`` ahead of the client's playback;
         returns the milliseconds sent."""
-        frame = self.out_rate * 2 * _FRAME_MS // 1000
+        frame = self.out_rate * 2 * FRAME_MS // 1000
         sent = 0.0
         for i in range(0, len(pcm), frame):
             lead = self.playback.unplayed_ms()
