@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .diagram import DiagramError, dot, mermaid, render
+from .testing.scenario import DEFAULT_GREETING
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -29,10 +30,10 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(port: int) -> None:
-    from .testing.server import StandInServer
+async def _serve(port: int, greeting: str | None) -> None:
+    from .testing.server import Scenario, StandInServer
 
-    server = StandInServer(port=port)
+    server = StandInServer(Scenario(greeting=greeting), port=port)
     await server.start()
     print(f"stand-in Ultravox server: base_url={server.base_url} (any API key; Ctrl-C stops)")
     try:
@@ -89,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("-o", "--output", default="call.html", help="the HTML file to write")
     serve = commands.add_parser("serve", help="run the stand-in Ultravox server on 127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
+    greeting = serve.add_mutually_exclusive_group()
+    greeting.add_argument(
+        "--greeting",
+        default=DEFAULT_GREETING,
+        help="what the agent says when it speaks first (the API default; a call's "
+        "firstSpeakerSettings.agent.text overrides it)",
+    )
+    greeting.add_argument(
+        "--no-greeting",
+        dest="greeting",
+        action="store_const",
+        const=None,
+        help="never greet unless the call sets firstSpeakerSettings.agent.text",
+    )
     diagram = commands.add_parser("diagram", help="the state diagram, drawn from the table")
     diagram.add_argument("--format", choices=("mermaid", "dot", "svg", "png"), default="mermaid")
     diagram.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return _render(args.trace, args.output)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args.port))
+            asyncio.run(_serve(args.port, args.greeting))
         return 0
     from .demo import main as run_demo
 
