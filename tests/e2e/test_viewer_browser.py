@@ -63,7 +63,7 @@ async def test_viewer_renders_and_scrubs_in_chromium(tmp_path: Path) -> None:
     trace_file = tmp_path / "call.jsonl"
     record_session(trace_file)
     page = tmp_path / "call.html"
-    page.write_text(render_html(trace.read(trace_file)))
+    page.write_text(render_html(trace.read(trace_file).records))
     port = free_port()
     profile = tempfile.mkdtemp()
     assert BROWSER is not None

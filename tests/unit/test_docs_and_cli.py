@@ -47,14 +47,28 @@ def test_cli_writes_diagrams_and_explains_what_graphviz_needs(
     assert "apt-get install graphviz" in capsys.readouterr().err
 
 
-def test_demo_command_runs_every_step() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ultravox_fsm", "demo", "--text-only"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_demo_command_runs_every_step_and_keeps_one_recording(tmp_path: Path) -> None:
+    for _ in range(2):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ultravox_fsm",
+                "demo",
+                "--text-only",
+                "--record",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     assert "user       What time is checkout?" in done.stdout
+    assert "<instruction>" not in done.stdout
     assert "FAIL" not in done.stdout
+    assert "  skip barge-in\n" in done.stdout
+    assert done.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.html", "demo.jsonl"]
+    assert main(["replay", str(tmp_path / "demo.jsonl")]) == 0
