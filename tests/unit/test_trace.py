@@ -29,6 +29,10 @@ SCRIPT: list[object] = [
     ev.ToolResult(invocation_id="i1", result="{}"),
     ev.ToolResult(invocation_id="i1", result="again"),  # refused: recorded as refused
     wire.PlaybackClearBuffer(),
+    ev.ContextAdded(role="user", text="What time is checkout?"),
+    ev.ReplyRequested(request_id="r2"),  # a typed user turn
+    user(3, "What time is checkout?", medium="text"),
+    agent(4, text="At noon.", final=True),
     "timer",
 ]
 
