@@ -129,7 +129,7 @@ async def test_viewer_renders_and_scrubs_in_chromium(tmp_path: Path) -> None:
                     "[...document.querySelectorAll('#events li')].map(li => li.textContent)"
                 )
                 assert any("user: What time is checkout? (typed)" in e for e in events)
-                assert any("tool: call lookup(city=\"Paris\")" in e for e in events)
+                assert any('tool: call lookup(city="Paris")' in e for e in events)
                 assert any("tool: result: {}" in e for e in events)
                 assert not any(e.endswith("agent: ") for e in events)
                 assert not any("first output 0 ms" in e for e in events)
