@@ -1,5 +1,7 @@
 # The two set-up commands the README gives: `make demo` and `make test`.
-# Each creates .venv on first use and installs what it needs.
+# Each creates .venv on first use and installs what it needs. setuptools' notice about
+# editable installs (a folder named like the package may shadow it) is silenced: here that
+# folder is the package.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 .PHONY: demo test lint bench
@@ -21,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict ultravox_fsm
 
 test: lint
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py

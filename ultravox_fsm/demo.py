@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from livekit import rtc
@@ -19,11 +22,15 @@ from livekit.agents import NOT_GIVEN, Agent, AgentSession, RunResult, function_t
 from .io.livekit import RealtimeModel, RealtimeSession
 from .states import State
 from .testing.server import Reply, Scenario, StandInServer, default_reply
+from .trace import read
+from .viewer import render_html
 
 STORY = " ".join(["Once upon a time there was a very patient voice agent"] * 4)
 
 
 def _reply(text: str, tools: list[str]) -> Reply:
+    if text.startswith("<instruction>"):
+        return Reply(text="Good evening and welcome! How can I help?")
     if "story" in text:
         return Reply(text=STORY)
     return default_reply(text, tools)
@@ -53,25 +60,50 @@ def _frames(seconds_loud: float, seconds_quiet: float, rate: int = 48000) -> lis
 
 
 class Demo:
+    """Runs the steps; a step's action returns whether it happened, or None if it was skipped."""
+
     def __init__(self, text_only: bool, record: str | None) -> None:
         self.text_only = text_only
         self.record = record
         self.t0 = time.monotonic()
-        self.ok: list[tuple[str, bool]] = []
+        self.results: list[tuple[str, bool | None]] = []
 
     def say(self, who: str, text: str) -> None:
         print(f"{time.monotonic() - self.t0:6.2f}s  {who:<10} {text}", flush=True)
 
-    async def step(self, name: str, action: Callable[[], Awaitable[bool]]) -> None:
+    async def step(self, name: str, action: Callable[[], Awaitable[bool | None]]) -> None:
         self.say("--", name)
         try:
             passed = await asyncio.wait_for(action(), 20)
         except Exception as exc:  # a demo step reports, then the run goes on
             self.say("!!", f"{name} failed: {type(exc).__name__}: {exc}")
             passed = False
-        self.ok.append((name, passed))
+        self.results.append((name, passed))
 
     async def run(self) -> int:
+        """Records into a scratch directory, then keeps only this run's files in ``record``."""
+        with tempfile.TemporaryDirectory(prefix="ultravox-fsm-demo-") as scratch:
+            trace = await self.converse(scratch if self.record else None)
+            print()
+            if trace and self.record:
+                try:
+                    self.keep(trace, Path(self.record))
+                except OSError as exc:
+                    print(f"  cannot record to {self.record}: {exc}", file=sys.stderr)
+                    self.results.append(("recording", False))
+        for name, passed in self.results:
+            print(f"  {'skip' if passed is None else 'ok  ' if passed else 'FAIL'} {name}")
+        return 0 if all(p is not False for _, p in self.results) else 1
+
+    def keep(self, trace: str, record: Path) -> None:
+        jsonl, page = record / "demo.jsonl", record / "demo.html"
+        shutil.copyfile(trace, jsonl)
+        page.write_text(render_html(read(jsonl).records, title="ultravox-fsm demo call"))
+        print(f"  trace: {jsonl} (replay it: ultravox-fsm replay {jsonl})")
+        print(f"  call viewer: {page}")
+
+    async def converse(self, trace_dir: str | None) -> str | None:
+        """The scripted call; returns the path of its trace, if one was written."""
         async with StandInServer(
             Scenario(reply=_reply, voice_transcript="Is breakfast included?")
         ) as server:
@@ -81,7 +113,7 @@ class Demo:
                 api_key="demo-key",
                 output_medium="text" if self.text_only else "voice",
                 client_buffer_size_ms=60,
-                trace_dir=self.record or NOT_GIVEN,
+                trace_dir=trace_dir or NOT_GIVEN,
             )
             session: AgentSession[None] = AgentSession(llm=model)
             agent = Concierge()
@@ -91,7 +123,8 @@ class Demo:
                 item = ev.item
                 if isinstance(item, llm.ChatMessage) and item.text_content:
                     items.append(item)
-                    self.say(item.role, item.text_content)
+                    cut = " [interrupted]" if item.interrupted else ""
+                    self.say(item.role, item.text_content + cut)
 
             session.on("conversation_item_added", on_item)
             await session.start(agent)
@@ -127,10 +160,11 @@ class Demo:
                 kinds = [e.type for e in result.events]
                 return kinds == ["function_call", "function_call_output", "message"]
 
-            async def barge_in() -> bool:
+            async def barge_in() -> bool | None:
                 if self.text_only:
                     self.say("--", "skipped in --text-only (no agent audio to talk over)")
-                    return True
+                    return None
+                before = len(items)
                 handle = session.generate_reply(user_input="Tell me a story")
                 while rt.state is not State.SPEAKING:
                     await asyncio.sleep(0.02)
@@ -139,7 +173,11 @@ class Demo:
                     rt.push_audio(frame)
                     await asyncio.sleep(0.02)
                 await handle.wait_for_playout()
-                return handle.interrupted
+                # the request, the cut story, the barge-in turn and its answer
+                roles = ["user", "assistant", "user", "assistant"]
+                while len(items) < before + len(roles):
+                    await asyncio.sleep(0.05)
+                return handle.interrupted and [i.role for i in items[before:]] == roles
 
             async def instructions() -> bool:
                 await agent.update_instructions("You are a concierge who answers in one sentence.")
@@ -173,19 +211,7 @@ class Demo:
             ]:
                 await self.step(name, action)
             await session.aclose()
-        print()
-        if rt.trace_path:
-            from .trace import read
-            from .viewer import render_html
-
-            page = rt.trace_path.removesuffix(".jsonl") + ".html"
-            with open(page, "w") as f:
-                f.write(render_html(read(rt.trace_path), title="ultravox-fsm demo call"))
-            print(f"  trace: {rt.trace_path} (replay it: ultravox-fsm replay {rt.trace_path})")
-            print(f"  call viewer: {page}")
-        for name, passed in self.ok:
-            print(f"  {'ok  ' if passed else 'FAIL'} {name}")
-        return 0 if all(p for _, p in self.ok) else 1
+        return rt.trace_path
 
 
 def main(text_only: bool = False, record: str | None = None) -> int:

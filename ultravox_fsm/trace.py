@@ -4,11 +4,12 @@ A record holds the time, the input (encoded as on the wire for server messages; 
 count, never the PCM), the transitions it made and a summary of the commands. Replaying feeds
 the inputs to a fresh engine and reports the first record whose transitions or commands differ,
 so any recorded call becomes a regression test. The engine never sees the API key, so neither
-does a trace.
+does a trace. A trace is a diagnostic: writing one never breaks the call it records.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +23,7 @@ from .errors import ProtocolError
 from .machine import Engine, EngineOptions, Step
 
 TIMER = "timer"
+logger = logging.getLogger("ultravox_fsm")
 
 
 class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -70,13 +72,26 @@ def record(now: float, event: object, steps: list[Step], commands: list[cmd.Comm
 
 
 class TraceWriter:
-    """An engine observer that appends records to a JSONL file, up to ``max_bytes``."""
+    """An engine observer that appends records to a JSONL file, up to ``max_bytes``.
+
+    It never raises: if the file cannot be created or written it logs one warning and stops
+    recording, and the call goes on untraced.
+    """
 
     def __init__(self, path: str | Path, *, max_bytes: int = 50_000_000) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] | None = self.path.open("wb")
+        self._file: IO[bytes] | None = None
         self._left = max_bytes
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("wb")
+        except OSError as exc:
+            self._give_up(exc)
+
+    @property
+    def recording(self) -> bool:
+        """False once the trace is closed, full, or failed."""
+        return self._file is not None
 
     def __call__(
         self, now: float, event: object, steps: list[Step], commands: list[cmd.Command]
@@ -91,71 +106,139 @@ class TraceWriter:
         if self._file is None:
             return
         line = _encoder.encode(rec) + b"\n"
-        if len(line) > self._left:
-            self._file.write(b'{"t":0,"kind":"truncated"}\n')
-            self.close()
-            return
-        self._left -= len(line)
-        self._file.write(line)
+        try:
+            if len(line) > self._left:
+                self._file.write(b'{"t":0,"kind":"truncated"}\n')
+                self.close()
+                return
+            self._left -= len(line)
+            self._file.write(line)
+        except OSError as exc:
+            self._give_up(exc)
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        logger.warning("not recording a trace to %s: %s; the call goes on untraced", self.path, exc)
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                logger.debug("closing the failed trace %s failed too", self.path)
 
 
-def read(path: str | Path) -> list[Record]:
-    """The records of a trace file; raises ValueError naming the bad line."""
-    records = []
-    for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+@dataclass(frozen=True)
+class Trace:
+    """The records of a trace file, each with its line number; ``cut_line`` is the number of an
+    incomplete last line (a process that died mid-write), which is left out."""
+
+    records: list[Record]
+    lines: list[int]
+    cut_line: int | None = None
+
+
+def read(path: str | Path) -> Trace:
+    """Read a trace file; raises ValueError naming the first bad line (the last may be cut)."""
+    data = Path(path).read_bytes()
+    records: list[Record] = []
+    lines: list[int] = []
+    numbered = list(enumerate(data.splitlines(), 1))
+    for number, line in numbered:
         if not line.strip():
             continue
         try:
             records.append(_record_decoder.decode(line))
         except msgspec.DecodeError as exc:
+            if number == len(numbered) and not data.endswith(b"\n"):
+                return Trace(records, lines, cut_line=number)
             raise ValueError(f"{path}:{number}: not a trace record: {exc}") from None
-    return records
+        lines.append(number)
+    return Trace(records, lines)
 
 
 def decode_input(rec: Record) -> object:
+    """The engine input a record holds; raises ValueError for an unknown kind or a bad input."""
     if rec.kind == TIMER:
         return TIMER
     if rec.kind == "AgentAudio":
         return ev.AgentAudio(data=b"\0" * rec.audio_bytes)
     cls = _KINDS.get(rec.kind)
     if cls is None:
-        raise ValueError(f"unknown input kind {rec.kind!r} in trace")
-    return msgspec.json.decode(bytes(rec.input), type=cls)
+        raise ValueError(f"unknown input kind {rec.kind!r}")
+    try:
+        return msgspec.json.decode(bytes(rec.input), type=cls)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a valid {rec.kind} input: {exc}") from None
 
 
 @dataclass(frozen=True)
 class Divergence:
-    index: int
+    """The first record whose replay differs: its file line and what differs, field by field."""
+
+    line: int
     record: Record
-    expected: str
-    got: str
+    differences: list[str]
 
 
-def replay(records: list[Record], options: EngineOptions | None = None) -> Divergence | None:
-    """Feed the recorded inputs to a fresh engine; the first difference, or None."""
+def _differences(path: str, recorded: Any, replayed: Any) -> list[str]:
+    if recorded == replayed:
+        return []
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        keys = list(recorded) + [k for k in replayed if k not in recorded]
+        return [
+            d for k in keys for d in _differences(f"{path}.{k}", recorded.get(k), replayed.get(k))
+        ]
+    if isinstance(recorded, list) and isinstance(replayed, list) and len(recorded) == len(replayed):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(recorded, replayed, strict=True))
+            for d in _differences(f"{path}[{i}]", a, b)
+        ]
+    return [f"{path}: recorded {json_text(recorded)}, replayed {json_text(replayed)}"]
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON for a value in a message."""
+    return _encoder.encode(value).decode()
+
+
+def _outcome(rec: Record) -> dict[str, Any]:
+    return {
+        "steps": [list(s) for s in rec.steps],
+        "commands": [msgspec.json.decode(bytes(c)) for c in rec.commands],
+        "refused": rec.refused is not None,
+    }
+
+
+def replay(trace: Trace, options: EngineOptions | None = None) -> Divergence | None:
+    """Feed the recorded inputs to a fresh engine; the first difference, or None.
+
+    Raises ValueError naming the line of a record that holds no valid input.
+    """
     steps: list[Step] = []
     engine = Engine(options, observer=lambda _now, _ev, s, _c: steps.extend(s))
-    for index, rec in enumerate(r for r in records if r.kind != "truncated"):
-        event = decode_input(rec)
+    for line, rec in zip(trace.lines, trace.records, strict=True):
+        if rec.kind == "truncated":
+            continue
+        try:
+            event = decode_input(rec)
+        except ValueError as exc:
+            raise ValueError(f"line {line}: {exc}") from None
         steps.clear()
         try:
             out = engine.handle_timer(rec.t) if event == TIMER else engine.handle(event, rec.t)  # type: ignore[arg-type]
         except ProtocolError as exc:
-            if rec.refused is None:
-                return Divergence(index, rec, "accepted", f"refused: {exc}")
-            continue
-        if rec.refused is not None:
-            return Divergence(index, rec, f"refused: {rec.refused}", "accepted")
-        got = record(rec.t, event, list(steps), out)
-        if got.steps != rec.steps or [bytes(c) for c in got.commands] != [
-            bytes(c) for c in rec.commands
-        ]:
-            return Divergence(
-                index, rec, _encoder.encode(rec).decode(), _encoder.encode(got).decode()
-            )
+            got = Record(t=rec.t, kind=rec.kind, refused=str(exc))
+        else:
+            got = record(rec.t, event, list(steps), out)
+        differences = _differences("", _outcome(rec), _outcome(got))
+        if differences:
+            return Divergence(line, rec, [d.lstrip(".") for d in differences])
     return None

@@ -1,5 +1,6 @@
-"""The call viewer in a real headless Chromium: the diagram and timeline render, a click on the
-timeline shows the state at that moment, and a screenshot is saved.
+"""The call viewer in a real headless Chromium: the diagram (no overlapping edge labels), the
+timeline with its legend and the transcript (typed turns, tool calls and results) render, a click
+on the timeline shows the state at that moment, and a screenshot is saved.
 
 Driven over the DevTools protocol with aiohttp (no extra dependency). Skipped, loudly, only
 where no Chromium can be found (`.ci/run` installs Debian's `chromium`).
@@ -22,6 +23,7 @@ import aiohttp
 import pytest
 
 from ultravox_fsm import trace
+from ultravox_fsm.states import State
 from ultravox_fsm.viewer import render_html
 
 from ..unit.test_trace import record_session
@@ -53,6 +55,18 @@ class DevTools:
         return result["result"].get("value")
 
 
+# Pairs of edge labels whose boxes intersect in the drawn diagram.
+OVERLAPPING_LABELS = """(() => {
+  const boxes = [...document.querySelectorAll('.edge-label')].map(l => l.getBBox());
+  let n = 0;
+  boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+    if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height)
+      n++;
+  }));
+  return n;
+})()"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,7 +77,7 @@ async def test_viewer_renders_and_scrubs_in_chromium(tmp_path: Path) -> None:
     trace_file = tmp_path / "call.jsonl"
     record_session(trace_file)
     page = tmp_path / "call.html"
-    page.write_text(render_html(trace.read(trace_file)))
+    page.write_text(render_html(trace.read(trace_file).records))
     port = free_port()
     profile = tempfile.mkdtemp()
     assert BROWSER is not None
@@ -111,6 +125,17 @@ async def test_viewer_renders_and_scrubs_in_chromium(tmp_path: Path) -> None:
                 assert await tools.js("document.querySelectorAll('.edge.unused').length") > 0
                 assert await tools.js("document.querySelectorAll('#timeline rect').length") > 3
                 assert await tools.js("document.querySelectorAll('#events li').length") > 3
+                events = await tools.js(
+                    "[...document.querySelectorAll('#events li')].map(li => li.textContent)"
+                )
+                assert any("user: What time is checkout? (typed)" in e for e in events)
+                assert any('tool: call lookup(city="Paris")' in e for e in events)
+                assert any("tool: result: {}" in e for e in events)
+                assert not any(e.endswith("agent: ") for e in events)
+                assert not any("first output 0 ms" in e for e in events)
+                legend = await tools.js("document.getElementById('legend').textContent")
+                assert all(s.value in legend for s in State) and "tool call/result" in legend
+                assert await tools.js(OVERLAPPING_LABELS) == 0
                 assert (
                     await tools.js("document.getElementById('current-state').textContent")
                     == "listening"

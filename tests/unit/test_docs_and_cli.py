@@ -11,16 +11,15 @@ import pytest
 
 from ultravox_fsm.cli import main
 from ultravox_fsm.diagram import dot, mermaid
-from ultravox_fsm.states import State, Trigger
+from ultravox_fsm.states import TABLES, State, Trigger
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_diagram_is_the_table() -> None:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```mermaid\n(.*?)\n```", readme, re.S)
-    assert block is not None
-    assert block.group(1).strip() == mermaid().strip()
+    blocks = re.findall(r"```mermaid\n(.*?)\n```", readme, re.S)
+    assert [b.strip() for b in blocks] == [mermaid(table=t).strip() for t in TABLES]
 
 
 def test_diagrams_name_every_state_and_highlight_the_current_one() -> None:
@@ -47,14 +46,28 @@ def test_cli_writes_diagrams_and_explains_what_graphviz_needs(
     assert "apt-get install graphviz" in capsys.readouterr().err
 
 
-def test_demo_command_runs_every_step() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ultravox_fsm", "demo", "--text-only"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_demo_command_runs_every_step_and_keeps_one_recording(tmp_path: Path) -> None:
+    for _ in range(2):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ultravox_fsm",
+                "demo",
+                "--text-only",
+                "--record",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     assert "user       What time is checkout?" in done.stdout
+    assert "<instruction>" not in done.stdout
     assert "FAIL" not in done.stdout
+    assert "  skip barge-in\n" in done.stdout
+    assert done.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.html", "demo.jsonl"]
+    assert main(["replay", str(tmp_path / "demo.jsonl")]) == 0
