@@ -13,7 +13,7 @@ straight to that generation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
 from typing_extensions import assert_never
 
@@ -24,6 +24,17 @@ from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .runner import Core, EngineOptions, Refused, Step
 from .states import CONNECTION, LIVE, Conn, ConnTrigger, Req, ReqTrigger, State, Trigger
 from .turns import Turns
+
+if TYPE_CHECKING:  # mypy checks that each model implements its table's effects and guards
+    from .connection import Connection
+    from .generation import Generation
+    from .request import Request
+    from .states import ConnectionModel, GenerationModel, RequestModel, TurnModel
+
+    _TURN: type[TurnModel] = Turns
+    _CONNECTION: type[ConnectionModel] = Connection
+    _REQUEST: type[RequestModel] = Request
+    _GENERATION: type[GenerationModel] = Generation
 
 __all__ = ["Engine", "EngineOptions", "Observer", "Step"]
 

@@ -13,8 +13,9 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from .effects import RawEvents
 from .options import DEFAULT_MODEL, DEFAULT_VOICE, Options
-from .session import RawEvents, RealtimeSession
+from .session import RealtimeSession
 
 __all__ = ["RawEvents", "RealtimeModel", "RealtimeSession"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-from livekit.agents import APIConnectOptions
+from livekit.agents import APIConnectOptions, llm
 
 from ..call import (
     CallMedium,
@@ -212,3 +212,29 @@ class Options:
             metadata=self.metadata,
         )
         return encode_start_call(request, self.extra_call_fields), query
+
+
+def history_of(chat_ctx: llm.ChatContext) -> list[InitialMessage]:
+    """The conversation so far, for a new call that cannot use ``priorCallId``."""
+    out: list[InitialMessage] = []
+    for item in chat_ctx.items:
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
+            text = item.text_content
+            if text:
+                out.append(
+                    InitialMessage(
+                        role="MESSAGE_ROLE_USER" if item.role == "user" else "MESSAGE_ROLE_AGENT",
+                        text=text,
+                    )
+                )
+        elif isinstance(item, (llm.FunctionCall, llm.FunctionCallOutput)):
+            call = isinstance(item, llm.FunctionCall)
+            out.append(
+                InitialMessage(
+                    role="MESSAGE_ROLE_TOOL_CALL" if call else "MESSAGE_ROLE_TOOL_RESULT",
+                    text=item.arguments if isinstance(item, llm.FunctionCall) else item.output,
+                    invocation_id=item.call_id,
+                    tool_name=item.name or None,
+                )
+            )
+    return out
