@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from .wire import ClientMessage
@@ -101,11 +103,12 @@ class StartCall(Command):
 
 
 class CallFinished(Command):
-    """The session reached its end; ``reason`` says why. ``failed``: it could not go on (the
-    retry budget is spent or the API refused), an error the user must see."""
+    """The session reached its end; ``reason`` says why. ``outcome``: ``closed`` by our caller,
+    ``ended`` by the server (hang-up, max duration: a normal end), or ``failed`` (the retry
+    budget is spent or the API refused: an error the user must see)."""
 
     reason: str
-    failed: bool = False
+    outcome: Literal["closed", "ended", "failed"]
 
 
 class Report(Command):

@@ -205,9 +205,8 @@ class Engine:
             case ev.SocketClosed():
                 self._core.fire(CONNECTION, t.conn, ConnTrigger.SOCKET_CLOSED, message)
             case wire.Unknown():
-                self._core.report(
-                    f"unknown_type:{message.type}", f"unknown message type {message.type!r}"
-                )
+                kind = message.type[:100]
+                self._core.report("unknown_type", f"unknown message type {kind!r} ignored")
             case wire.DataConnectionToolInvocation():
                 self._core.report(
                     "data_connection", "data connection tool invocation on the call socket"

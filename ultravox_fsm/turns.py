@@ -7,7 +7,7 @@ this module hold what each one does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from . import commands as cmd
 from . import wire
@@ -88,20 +88,23 @@ class Turns(Asks):
         or the one being created is replaced once live)."""
         self.core.fire(CONNECTION, self.conn, ConnTrigger.REPLACE, data)
 
-    def _finish(self, reason: str, failed: bool) -> None:
+    def _finish(self, reason: str, outcome: Literal["closed", "ended", "failed"]) -> None:
         self._drop_call_state(reason)
         self._fail_requests(reason, all_of_them=True)
         self.outgoing.unsent.clear()
         self.held_context.clear()
         self.restart_reason = None
-        self.core.emit(cmd.CallFinished(reason=reason, failed=failed))
+        self.core.emit(cmd.CallFinished(reason=reason, outcome=outcome))
 
     def on_call_ended(self, data: tuple[str, bool]) -> None:
         reason, failed = data
-        self._finish(reason if failed else f"the call ended ({reason})", failed)
+        if failed:
+            self._finish(reason, "failed")
+        else:
+            self._finish(f"the call ended ({reason})", "ended")
 
     def on_close(self, data: Any) -> None:
-        self._finish("the session was closed", False)
+        self._finish("the session was closed", "closed")
         self.core.fire(CONNECTION, self.conn, ConnTrigger.CLOSE)
 
     # --- server state -----------------------------------------------------------------------

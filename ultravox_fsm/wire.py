@@ -214,6 +214,17 @@ CLIENT_TYPES = frozenset(_tag(t.__name__) for t in ClientMessage.__args__)
 
 
 def _decode(data: bytes | str, decoder: msgspec.json.Decoder[Any], known: frozenset[str]) -> Any:
+    """Whatever the frame holds (deep nesting, bad UTF-8, lone surrogates, huge numbers), the
+    only error out of here is `RemoteProtocolError`."""
+    try:
+        return _decode_or_raise(data, decoder, known)
+    except (RecursionError, UnicodeError, ValueError, OverflowError, MemoryError) as exc:
+        raise RemoteProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_or_raise(
+    data: bytes | str, decoder: msgspec.json.Decoder[Any], known: frozenset[str]
+) -> Any:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:

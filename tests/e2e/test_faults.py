@@ -21,7 +21,7 @@ async def test_server_close_1000_ends_the_call_cleanly_without_an_error(
     server: StandInServer,
 ) -> None:
     rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
-    errors: list[object] = []
+    errors: list[llm.RealtimeModelError] = []
     ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     rt.on("error", errors.append)
     rt.on("ultravox_call_ended", ended.set_result)

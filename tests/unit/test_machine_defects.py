@@ -109,7 +109,7 @@ def test_6_calls_that_die_before_a_turn_are_bounded_and_end_with_one_failure() -
         if finished:
             break
     assert calls == options.max_retry + 1
-    assert finished[0].failed and "before a turn completed" in finished[0].reason
+    assert finished[0].outcome == "failed" and "before a turn completed" in finished[0].reason
     assert d.engine.state is State.CLOSED
 
 

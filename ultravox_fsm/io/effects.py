@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from livekit.agents import APIConnectionError, llm
+from livekit.agents import AgentSession, APIConnectionError, llm
 from livekit.agents.llm.realtime import InputSpeechStartedEvent, InputSpeechStoppedEvent
 from livekit.agents.metrics.base import Metadata, RealtimeModelMetrics
+from livekit.agents.voice.agent_activity import AgentActivity
 
 from .. import commands as cmd
 from .. import wire
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from .livekit import RealtimeModel
 
 logger = logging.getLogger("ultravox_fsm")
+
+
 RawEvents = Literal[
     "ultravox_server_event_received",
     "ultravox_client_event_queued",
@@ -47,6 +50,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
     _calls: CallSupervisor
     _outbox: Outbox
     _chat_ctx: llm.ChatContext
+    _known_ids: set[str]
     _gens: dict[str, GenerationStreams]
     _futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]]
     _audio_sink: GenerationStreams | None
@@ -103,7 +107,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
                     fut.set_exception(llm.RealtimeError(c.reason))
             case cmd.UserTranscript():
                 if c.final:
-                    self._chat_ctx.add_message(role="user", content=c.text, id=c.item_id)
+                    self._remember(llm.ChatMessage(role="user", content=[c.text], id=c.item_id))
                 self.emit(
                     "input_audio_transcription_completed",
                     llm.InputTranscriptionCompleted(
@@ -142,7 +146,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
         gen = self._gens.pop(c.gen_id)
         gen.close()
         if c.text:
-            self._chat_ctx.add_message(role="assistant", content=c.text, id=c.gen_id)
+            self._remember(llm.ChatMessage(role="assistant", content=[c.text], id=c.gen_id))
         wall = time.time() - (self._loop.time() - c.created_at)
         self.emit(
             "metrics_collected",
@@ -159,12 +163,34 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
             ),
         )
 
+    def _agent_sessions(self) -> list[AgentSession[Any]]:
+        """The AgentSessions driving this session (through their activities' listeners)."""
+        found: list[AgentSession[Any]] = []
+        for listeners in self._events.values():
+            for listener in listeners:
+                owner = getattr(listener, "__self__", None)
+                if isinstance(owner, AgentActivity) and owner.session not in found:
+                    found.append(owner.session)
+        return found
+
+    def _remember(self, item: llm.ChatItem) -> None:
+        """What the call's history holds, for `chat_ctx` and a call that must start over."""
+        if item.id not in self._known_ids:
+            self._known_ids.add(item.id)
+            self._chat_ctx.items.append(item)
+
     def _finish(self, c: cmd.CallFinished) -> None:
         self._finished = c.reason
         self._audio_live = False
         self._calls.stop()
-        if c.failed:
+        if c.outcome == "failed":  # LiveKit's way for a model that cannot go on: it closes
             self._emit_error(APIConnectionError(c.reason, retryable=False), recoverable=False)
+        elif c.outcome == "ended":  # a normal end is no error: the AgentSession shuts down
+            for session in self._agent_sessions():
+                logger.debug(
+                    "the Ultravox call ended (%s); shutting the AgentSession down", c.reason
+                )
+                session.shutdown(drain=False)
         logger.debug("Ultravox session finished: %s", c.reason)
         self.emit("ultravox_call_ended", c.reason)
 

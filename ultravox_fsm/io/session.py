@@ -23,7 +23,6 @@ from livekit.agents import APIConnectionError, APIStatusError, llm, utils
 from livekit.agents.llm.realtime import (
     RealtimeSessionReconnectedEvent,
 )
-from livekit.agents.llm.utils import compute_chat_ctx_diff
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
@@ -65,6 +64,7 @@ class RealtimeSession(CommandEffects):
         self._tools = llm.ToolContext.empty()
         self._tool_defs: list[dict[str, Any]] = []
         self._chat_ctx = llm.ChatContext.empty()
+        self._known_ids: set[str] = set()
         self._gens: dict[str, GenerationStreams] = {}
         self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
         buffered = self._opts.input_sample_rate * 2 * self._opts.audio_buffer_ms // 1000
@@ -165,10 +165,17 @@ class RealtimeSession(CommandEffects):
             self._config_changed("tools changed")
 
     async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
+        """Send what is new since the last update: the items after the newest one we know.
+        Ultravox's history is append-only, so the cost is per new item, not per history
+        length (an item inserted before one we already know is not sent)."""
         self._check_open("update_chat_ctx")
-        diff = compute_chat_ctx_diff(self._chat_ctx, chat_ctx)
-        for _, item_id in diff.to_create:
-            item = chat_ctx.get_by_id(item_id)
+        new: list[llm.ChatItem] = []
+        for item in reversed(chat_ctx.items):
+            if item.id in self._known_ids:
+                break
+            new.append(item)
+        for item in reversed(new):
+            self._remember(item)
             if isinstance(item, llm.ChatMessage) and item.role != "assistant":
                 text = item.text_content
                 if text:
@@ -184,7 +191,6 @@ class RealtimeSession(CommandEffects):
                         reply_required=item.reply_required,
                     )
                 )
-        self._chat_ctx = chat_ctx.copy()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_context)

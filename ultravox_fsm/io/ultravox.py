@@ -77,6 +77,8 @@ async def create_call(
         ) as resp:
             text = await resp.text()
             if resp.status not in (200, 201):
+                # A server may echo the key into its error body; it never reaches a log from us.
+                text = text.replace(api_key, "[api key]") if api_key else text
                 raise CallRejected(resp.status, text, _retry_after(resp.headers.get("Retry-After")))
             data = text.encode()
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -42,6 +42,9 @@ class StandInServer:
         self.api_key = api_key
         self.calls: dict[str, CallRecord] = {}
         self.fail_next_calls: list[tuple[int, str | None]] = []
+        # The `detail` of those failures; ``{key}`` is replaced by the caller's API key (a
+        # server that echoes secrets into error bodies).
+        self.error_detail = "try later"
         self.create_delay = 0.0
         self.drop_after_audio_frames: int | None = None
         self.reject_sockets = 0
@@ -119,7 +122,8 @@ class StandInServer:
         if self.fail_next_calls:
             status, retry_after = self.fail_next_calls.pop(0)
             headers = {"Retry-After": retry_after} if retry_after else {}
-            return web.json_response({"detail": "try later"}, status=status, headers=headers)
+            detail = self.error_detail.replace("{key}", request.headers.get("X-API-Key", ""))
+            return web.json_response({"detail": detail}, status=status, headers=headers)
         return None
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
