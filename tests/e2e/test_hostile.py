@@ -167,3 +167,30 @@ async def test_unknown_message_types_are_bounded_and_error_bodies_redacted(
     assert len(warnings) <= 10
     assert KEY not in caplog.text
     await rt.aclose()
+
+
+async def test_audio_in_flight_to_a_server_that_stops_reading_is_bounded(
+    server: StandInServer,
+) -> None:
+    rt = RealtimeModel(
+        base_url=server.base_url, api_key=KEY, output_medium="text", audio_buffer_ms=200
+    ).session()
+    await asyncio.wait_for(rt.generate_reply(instructions="ready?"), 5)
+    frame = rtc.AudioFrame(bytes(640), 16000, 1, 320)  # 20 ms
+    for _ in range(20):  # the server answers pings: it is now held to the bound
+        rt.push_audio(frame)
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    [call] = server.calls.values()
+    before = call.audio_bytes
+    server.stall_reads()
+    for _ in range(250):  # 5 s of speech the server does not read
+        rt.push_audio(frame)
+        await asyncio.sleep(0)
+    server.resume_reads()
+    await asyncio.wait_for(rt.generate_reply(instructions="still there?"), 10)
+    await asyncio.sleep(0.2)
+    bound = 16000 * 2 * 200 // 1000  # audio_buffer_ms of 16 kHz s16le
+    late = call.audio_bytes - before
+    assert 0 < late <= 2 * bound + 640  # in flight (stale) + the newest held, not 5 s
+    await rt.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,17 @@ class FakeSocket:
         self.written.append(frame)
         if self.drain is not None:
             await self.drain
+
+
+def frames(ws: FakeSocket) -> list[str | bytes]:
+    """What was written, without the outbox's own pings."""
+    return [f for f in ws.written if not (isinstance(f, str) and '"timestamp"' in f)]
+
+
+def pings(ws: FakeSocket) -> list[float]:
+    return [
+        json.loads(f)["timestamp"] for f in ws.written if isinstance(f, str) and "timestamp" in f
+    ]
 
 
 def outbox_on(ws: FakeSocket, max_audio_bytes: int = 1_000_000) -> Outbox:
@@ -120,7 +132,7 @@ async def test_a_socket_that_keeps_draining_loses_the_oldest_audio_not_messages(
     held.set_result(None)
     for _ in range(8):
         await asyncio.sleep(0)
-    assert ws.written == [b"00", '{"type":"ping"}', b"a3", b"a4"]
+    assert frames(ws) == [b"00", '{"type":"ping"}', b"a3", b"a4"]
 
 
 @pytest.mark.parametrize("frame", [b"audio", "text"])
@@ -130,3 +142,31 @@ async def test_a_closing_socket_drops_the_frame_without_raising(frame: Any) -> N
     box = outbox_on(ws)
     box.put(frame)
     assert ws.written == []
+
+
+async def test_audio_in_flight_is_bounded_once_the_server_confirms_reads() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws, max_audio_bytes=8)
+    for i in range(6):
+        box.put(b"%d%d" % (i, i))  # no pong yet: a server that may never answer is not held
+    assert len(frames(ws)) == 6
+    box.confirm(pings(ws)[-2])  # it read everything up to that ping (8 of 12 bytes)
+    for i in range(6, 14):
+        box.put(b"%d%d" % (i % 10, i % 10))
+    written = frames(ws)
+    assert written[6:8] == [b"66", b"77"]  # 4 in flight + 4 more reach the 8-byte bound
+    assert len(written) == 8  # the rest waits; only the newest 8 bytes are kept
+    box.confirm(pings(ws)[-1])
+    assert frames(ws)[8:] == [b"00", b"11", b"22", b"33"]  # the newest, in order
+
+
+async def test_a_stale_pong_releases_nothing_and_pings_are_bounded() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws, max_audio_bytes=4)
+    box.put(b"aa")
+    box.confirm(pings(ws)[0])
+    for _ in range(500):
+        box.put(b"bb")
+    box.confirm(0.0)  # older than any ping
+    assert len(frames(ws)) <= 4
+    assert len(box._pings) <= 64

@@ -5,12 +5,19 @@ per frame; instead a frame is written at once when nothing is queued ahead of it
 ``send_*`` coroutines complete without suspending unless the transport must drain, so the
 coroutine is stepped directly; only when it does suspend is the rest of it, and every frame
 put meanwhile, finished by a task, keeping order and the transport's backpressure.
+
+Kernel buffers hold megabytes: a server that stops reading would get seconds of stale speech
+when it resumes. So input audio in flight is bounded too: after every half of the bound a
+``ping`` goes out, and the server's ``pong`` confirms it read everything before it. Audio
+beyond the bound waits in the same bounded queue (oldest dropped) until a pong makes room.
+A server that has never answered a ping is not held to this (it may not answer at all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -33,7 +40,19 @@ class Outbox:
     gap); data messages are never dropped while the socket lives.
     """
 
-    __slots__ = ("_audio_bytes", "_max_audio_bytes", "_queue", "_task", "_warned", "_ws")
+    __slots__ = (
+        "_audio_bytes",
+        "_confirmed",
+        "_held",
+        "_max_audio_bytes",
+        "_pinged",
+        "_pings",
+        "_queue",
+        "_task",
+        "_warned",
+        "_written",
+        "_ws",
+    )
 
     def __init__(self, max_audio_bytes: int) -> None:
         self._ws: Socket | None = None
@@ -42,17 +61,66 @@ class Outbox:
         self._max_audio_bytes = max_audio_bytes
         self._audio_bytes = 0
         self._warned = False
+        self._held: deque[bytes] = deque()  # audio waiting for the server to confirm reads
+        self._written = 0  # audio bytes handed to the socket
+        self._confirmed: int | None = None  # audio bytes the server confirmed reading
+        self._pinged = 0  # _written when the last ping went out
+        self._pings: deque[tuple[float, int]] = deque()  # (timestamp, _written) per ping
 
     def attach(self, ws: Socket | None) -> None:
         """Writes go to ``ws`` from now on (None: nowhere); frames still queued are dropped."""
         self._ws = ws
         self._clear()
         self._warned = False
+        self._written = self._pinged = 0
+        self._confirmed = None
+        self._pings.clear()
         if self._task is not None:
             self._task.cancel()
             self._task = None
 
     def put(self, frame: Frame) -> None:
+        if type(frame) is bytes:
+            confirmed = self._confirmed
+            if self._held or (
+                confirmed is not None and self._written - confirmed >= self._max_audio_bytes
+            ):
+                self._held.append(frame)
+                self._audio_bytes += len(frame)
+                self._bound()
+                return
+            self._write_audio(frame)
+            return
+        self._write(frame)
+
+    def _write_audio(self, frame: bytes) -> None:
+        self._written += len(frame)
+        self._write(frame)
+        if self._written - self._pinged >= self._max_audio_bytes // 2:
+            self._ping()
+
+    def confirm(self, timestamp: float) -> None:
+        """The server answered the ping sent at ``timestamp``: it read all audio before it."""
+        while self._pings and self._pings[0][0] <= timestamp + 1e-6:
+            self._confirmed = self._pings.popleft()[1]
+        confirmed = self._confirmed
+        while self._held and confirmed is not None:
+            if self._written - confirmed >= self._max_audio_bytes:
+                break
+            frame = self._held.popleft()
+            self._audio_bytes -= len(frame)
+            self._write_audio(frame)
+
+    def _ping(self) -> None:
+        last = self._pings[-1][0] if self._pings else 0.0
+        stamp = max(round(time.time(), 3), last + 0.001)
+        self._pinged = self._written
+        self._pings.append((stamp, self._written))
+        if len(self._pings) > 64:  # a server that never answers: forget the oldest
+            self._pings.popleft()
+        self._write(f'{{"type":"ping","timestamp":{stamp:.3f}}}')
+
+    def _write(self, frame: Frame) -> None:
         ws = self._ws
         if ws is None:
             return
@@ -74,10 +142,17 @@ class Outbox:
         if not isinstance(frame, bytes):
             return
         self._audio_bytes += len(frame)
+        self._bound()
+
+    def _bound(self) -> None:
+        """Queued and held audio beyond the bound: the oldest goes (queued before held)."""
         while self._audio_bytes > self._max_audio_bytes:
-            oldest = next(i for i, f in enumerate(self._queue) if isinstance(f, bytes))
-            self._audio_bytes -= len(self._queue[oldest])
-            del self._queue[oldest]
+            oldest = next((i for i, f in enumerate(self._queue) if isinstance(f, bytes)), None)
+            if oldest is None:
+                self._audio_bytes -= len(self._held.popleft())
+            else:
+                self._audio_bytes -= len(self._queue[oldest])
+                del self._queue[oldest]
             if not self._warned:
                 self._warned = True
                 logger.warning(
@@ -86,6 +161,7 @@ class Outbox:
 
     def _clear(self) -> None:
         self._queue.clear()
+        self._held.clear()
         self._audio_bytes = 0
 
     async def _finish(self, ws: Socket, send: Send, waiting: Any) -> None:

@@ -428,6 +428,8 @@ class RealtimeSession(CommandEffects):
             return
         if "ultravox_server_event_received" in self._events:
             self.emit("ultravox_server_event_received", msgspec.json.decode(data))
+        if type(message) is wire.Pong:
+            self._outbox.confirm(message.timestamp)
         self._receive(message)
 
     def on_audio(self, data: bytes) -> None:
