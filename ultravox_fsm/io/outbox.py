@@ -135,7 +135,12 @@ class Outbox:
         except (ConnectionError, aiohttp.ClientError) as exc:
             logger.debug("a frame for a closing socket is dropped: %s", exc)
             return
+        if isinstance(waiting, asyncio.Future):
+            # A socket that dies mid-write fails this future; if the task finishing the write
+            # was cancelled first (the call was replaced), nobody else would ever look at it.
+            waiting.add_done_callback(_observe)
         self._task = asyncio.ensure_future(self._finish(ws, send, waiting))
+        self._task.add_done_callback(lambda _: send.close())
 
     def _enqueue(self, frame: Frame) -> None:
         self._queue.append(frame)
@@ -179,6 +184,11 @@ class Outbox:
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _send(ws: Socket, frame: Frame) -> Send:
