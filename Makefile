@@ -29,3 +29,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/session.py
 	$(BIN)/python benchmarks/realtime.py
+	$(BIN)/python benchmarks/long_call.py

@@ -39,3 +39,8 @@ def test_realtime_benchmark_runs() -> None:
     )
     assert "p99 added over the floor" in out
     assert "concurrent real-time sessions" in out
+
+
+def test_long_call_benchmark_runs() -> None:
+    out = run_benchmark("long_call.py", "--turns", "30", "--window", "5")
+    assert "ultravox_fsm's own (ms)" in out

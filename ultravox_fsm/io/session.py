@@ -96,7 +96,9 @@ class RealtimeSession(CommandEffects):
 
     @property
     def chat_ctx(self) -> llm.ChatContext:
-        return self._chat_ctx.copy()
+        """A copy of the call's history (the same items in a new list: LiveKit copies it again
+        before changing anything, so a filtering `ChatContext.copy` here would be paid twice)."""
+        return llm.ChatContext(list(self._chat_ctx.items))
 
     @property
     def tools(self) -> llm.ToolContext:
