@@ -138,7 +138,7 @@ def _object(name: str, value: Any) -> dict[str, Any]:
 
 _SELECTED: dict[str, checks.Field] = {
     "toolId": checks.text,
-    "toolName": checks.text,
+    "toolName": _tool_name,
     "temporaryTool": _http_tool,
     "nameOverride": _tool_name,
     "descriptionOverride": checks.text,
