@@ -2,12 +2,14 @@
 
 The API takes protobuf-JSON durations (``"1800s"``); the seed documented and sent ``"30m"``,
 which the API's own pattern rejects. `to_duration` accepts what users write and produces the
-wire form, or raises a ValueError that says what is accepted.
+wire form, or raises a ValueError that says what is accepted. `merge_fields` lays the user's raw
+``extra_call_fields`` over the body the library builds without losing either.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -21,13 +23,15 @@ _UNITS = (3600.0, 60.0, 1.0)
 
 def to_duration(value: str | float | int) -> str:
     """Return the API's duration string for seconds, ``"90s"``, ``"30m"``, ``"1h30m"`` etc."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"invalid duration {value!r}: use seconds or a string such as '30m'")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
         text = value.strip().replace(" ", "")
         if WIRE_DURATION.match(text):
+            if text.startswith("-"):
+                raise ValueError(f"invalid duration {value!r}: must not be negative")
             return text
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
             return to_duration(float(text))
@@ -95,6 +99,23 @@ class StartCallRequest(_Body, kw_only=True):
     recording_enabled: bool | None = None
 
 
+class StartAgentCallRequest(_Body, kw_only=True):
+    """Body of ``POST /agents/{id}/calls``: the saved agent's template supplies the prompt,
+    model and tools; a request may only override these fields and add tools."""
+
+    template_context: dict[str, Any] | None = None
+    initial_messages: list[InitialMessage] | None = None
+    metadata: dict[str, str] | None = None
+    medium: CallMedium | None = None
+    join_timeout: str | None = None
+    max_duration: str | None = None
+    recording_enabled: bool | None = None
+    initial_output_medium: Literal["MESSAGE_MEDIUM_VOICE", "MESSAGE_MEDIUM_TEXT"] | None = None
+    first_speaker_settings: dict[str, Any] | None = None
+    voice: str | None = None
+    tool_overrides: dict[str, Any] | None = None
+
+
 class CallResponse(msgspec.Struct, rename="camel", kw_only=True):
     """The fields of the 201 `Call` object this library reads; the rest are ignored."""
 
@@ -108,13 +129,43 @@ _encoder = msgspec.json.Encoder()
 _response_decoder = msgspec.json.Decoder(CallResponse)
 
 
-def encode_start_call(request: StartCallRequest, extra: dict[str, Any] | None = None) -> bytes:
-    """JSON body for ``POST /calls``; ``extra`` keys (raw API names) override typed fields."""
+# Lists the user extends rather than replaces: the library's tools stay, the user's are added.
+APPENDED = frozenset({("selectedTools",), ("toolOverrides", "add")})
+
+
+def merge_fields(
+    base: Mapping[str, Any], extra: Mapping[str, Any], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it: objects merged key by key, tool lists appended.
+
+    A leaf both set to different values is a conflict, not an override: silently replacing
+    what the library sends (a sample rate, say) breaks the call in ways seen only later.
+    """
+    out = dict(base)
+    for key, value in extra.items():
+        here = (*path, key)
+        mine = out.get(key)
+        if mine is None:
+            out[key] = value
+        elif isinstance(mine, dict) and isinstance(value, Mapping):
+            out[key] = merge_fields(mine, value, here)
+        elif here in APPENDED and isinstance(mine, list) and isinstance(value, list):
+            out[key] = [*mine, *value]
+        elif mine != value:
+            raise ValueError(
+                f"extra_call_fields.{'.'.join(here)} = {value!r} conflicts with {mine!r}, "
+                "which the library sets from its own options; set that option instead"
+            )
+    return out
+
+
+def encode_start_call(
+    request: StartCallRequest | StartAgentCallRequest, extra: Mapping[str, Any] | None = None
+) -> bytes:
+    """JSON body for call creation; ``extra`` (raw API names) is merged by `merge_fields`."""
     if not extra:
         return _encoder.encode(request)
-    body = msgspec.to_builtins(request)
-    body.update(extra)
-    return _encoder.encode(body)
+    return _encoder.encode(merge_fields(msgspec.to_builtins(request), extra))
 
 
 def decode_call_response(data: bytes) -> CallResponse:

@@ -14,7 +14,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
 from .effects import RawEvents
-from .options import DEFAULT_MODEL, DEFAULT_VOICE, Options
+from .options import DEFAULT_MODEL, DEFAULT_SYSTEM_PROMPT, DEFAULT_VOICE, Options
 from .session import RealtimeSession
 
 __all__ = ["RawEvents", "RealtimeModel", "RealtimeSession"]
@@ -24,9 +24,19 @@ class RealtimeModel(llm.RealtimeModel):
     """Ultravox Realtime for LiveKit Agents; takes every parameter of livekit-plugins-ultravox.
 
     Differences from the seed, each deliberate: ``enable_greeting_prompt`` left unset sends
-    nothing (the server's default applies); ``max_duration`` accepts ``"30m"``/``"1h"``/seconds
-    and sends the API's ``"1800s"`` form; ``first_speaker`` becomes ``firstSpeakerSettings``
-    (``firstSpeaker`` is deprecated); text output is requested at call creation.
+    nothing (the server's default applies); ``first_speaker`` becomes ``firstSpeakerSettings``
+    (``firstSpeaker`` is deprecated); text output is requested at call creation. Every option
+    is checked here, not by a 400 mid-session. Durations (``max_duration``, ``join_timeout``,
+    those in ``vad_settings`` and ``first_speaker_settings``) take seconds (``1.5``) or strings
+    (``"1.5s"``, ``"30m"``, ``"1h30m"``) and are sent in the API's ``"1.5s"`` form: converting
+    an unambiguous value is friendlier than refusing it.
+
+    Ours: ``agent_id`` calls a saved agent (``template_context`` fills its template; the prompt,
+    model and voice settings are the agent's, so those options are refused with it);
+    ``server_tools`` adds tools Ultravox runs (a name such as ``"hangUp"``, or a raw
+    ``SelectedTool`` dict: ``toolId``, an HTTP ``temporaryTool``) to the function tools;
+    ``throttle`` names a call throttle; ``extra_call_fields`` is merged deeply into the body
+    (tool lists appended) and a conflicting value is refused.
     """
 
     def __init__(
@@ -37,13 +47,14 @@ class RealtimeModel(llm.RealtimeModel):
         external_voice: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
         api_key: str | None = None,
         base_url: str | None = None,
-        system_prompt: str = "You are a helpful assistant.",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         output_medium: NotGivenOr[Literal["text", "voice"]] = NOT_GIVEN,
         input_sample_rate: int = 16000,
         output_sample_rate: int = 24000,
         temperature: NotGivenOr[float] = NOT_GIVEN,
         language_hint: NotGivenOr[str] = NOT_GIVEN,
         max_duration: NotGivenOr[str | float] = NOT_GIVEN,
+        join_timeout: NotGivenOr[str | float] = NOT_GIVEN,
         time_exceeded_message: NotGivenOr[str] = NOT_GIVEN,
         enable_greeting_prompt: NotGivenOr[bool] = NOT_GIVEN,
         first_speaker: NotGivenOr[str] = "FIRST_SPEAKER_USER",
@@ -51,6 +62,11 @@ class RealtimeModel(llm.RealtimeModel):
         first_speaker_settings: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
         vad_settings: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
         metadata: NotGivenOr[dict[str, str]] = NOT_GIVEN,
+        recording_enabled: NotGivenOr[bool] = NOT_GIVEN,
+        agent_id: NotGivenOr[str] = NOT_GIVEN,
+        template_context: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+        throttle: NotGivenOr[str] = NOT_GIVEN,
+        server_tools: NotGivenOr[list[str | dict[str, Any]]] = NOT_GIVEN,
         extra_call_fields: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
         client_buffer_size_ms: int = 30000,
         reply_timeout: float = 15.0,
@@ -78,12 +94,18 @@ class RealtimeModel(llm.RealtimeModel):
             temperature=given(temperature),
             language_hint=given(language_hint),
             max_duration=given(max_duration),
+            join_timeout=given(join_timeout),
             time_exceeded_message=given(time_exceeded_message),
             enable_greeting_prompt=given(enable_greeting_prompt),
             first_speaker=given(first_speaker),
             first_speaker_settings=given(first_speaker_settings),
             vad_settings=given(vad_settings),
             metadata=given(metadata),
+            recording_enabled=given(recording_enabled),
+            agent_id=given(agent_id),
+            template_context=given(template_context),
+            throttle=given(throttle),
+            server_tools=given(server_tools),
             extra_call_fields=given(extra_call_fields),
             client_buffer_size_ms=client_buffer_size_ms,
             reply_timeout=reply_timeout,
