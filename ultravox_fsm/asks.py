@@ -76,7 +76,10 @@ class Asks(Utterances):
             self.flush_context()
             kind = "say"
             message = wire.ForcedAgentMessage(
-                content=data.text, uninterruptible=not data.interruptible
+                content=data.text,
+                tool_calls=data.tool_calls,
+                known_tool_results=data.known_tool_results,
+                uninterruptible=not data.interruptible,
             )
         else:
             kind = "reply"

@@ -6,7 +6,7 @@ cover everything else. They are msgspec Structs so a trace can record and replay
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -63,6 +63,8 @@ class SayRequested(Input):
     request_id: str
     text: str
     interruptible: bool = True
+    tool_calls: list[dict[str, Any]] | None = None
+    known_tool_results: list[dict[str, Any]] | None = None
 
 
 class RequestCancelled(Input):

@@ -72,7 +72,12 @@ class ClientToolResult(Message, kw_only=True):
 
 
 class ForcedAgentMessage(Message, kw_only=True):
+    """The agent says ``content`` verbatim and/or invokes ``tool_calls`` (``{id?, name,
+    arguments}``), with ``known_tool_results`` (client-tool-result objects) already answered."""
+
     content: str
+    tool_calls: list[dict[str, Any]] | None = None
+    known_tool_results: list[dict[str, Any]] | None = None
     uninterruptible: bool | None = None
     urgency: Literal["immediate", "soon"] | None = None
     thread_id: str | None = None

@@ -102,3 +102,23 @@ async def test_the_fallback_history_of_a_tool_round_trip_has_the_call_and_its_re
             ("MESSAGE_ROLE_TOOL_RESULT", "weather"),
         ]
         await session.aclose()
+
+
+async def test_say_can_force_tool_calls_and_refuses_malformed_ones() -> None:
+    async with StandInServer() as server:
+        rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
+        with pytest.raises(ValueError, match="name"):
+            rt.say("x", tool_calls=[{"arguments": {}}])
+        rt.say(
+            "Let me look that up.",
+            tool_calls=[{"name": "lookup", "arguments": {"city": "Paris"}}],
+            known_tool_results=[{"invocationId": "i0", "result": "{}"}],
+        )
+        for _ in range(100):
+            if server.messages("forced_agent_message"):
+                break
+            await asyncio.sleep(0.01)
+        [forced] = server.messages("forced_agent_message")
+        assert forced["toolCalls"] == [{"name": "lookup", "arguments": {"city": "Paris"}}]
+        assert forced["knownToolResults"] == [{"invocationId": "i0", "result": "{}"}]
+        await rt.aclose()

@@ -143,7 +143,7 @@ def test_every_agent_call_body_is_a_start_agent_call_request(
     options: dict[str, Any], history: list[InitialMessage] | None
 ) -> None:
     opts = RealtimeModel(api_key=KEY, agent_id=AGENT_ID, **options)._opts
-    assert opts.base_url.endswith(f"/api/agents/{AGENT_ID}")
+    assert opts.calls_base.endswith(f"/api/agents/{AGENT_ID}")
     body, query = opts.call_body(TOOL_DEFS, "5c6e1b1e-0000-4000-8000-000000000001", history)
     decoded = judged(START_AGENT_CALL, body, query)
     assert "priorCallId" not in query  # the agent endpoint has no such parameter

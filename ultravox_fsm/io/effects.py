@@ -94,6 +94,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
                 self._gens[c.gen_id].audio(c.data)
             case cmd.PushFunctionCall():
                 call = llm.FunctionCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
+                self._remember(call)  # a call that must start over replays it with its result
                 self._gens[c.gen_id].call(call)
             case cmd.CloseGeneration():
                 self._close_generation(c)

@@ -43,11 +43,7 @@ _LIBRARY_OWNED = ("systemPrompt", "initialOutputMedium", "initialMessages")
 
 @dataclass
 class Options:
-    """Everything a call is created from; each session works on its own copy (D13).
-
-    ``base_url`` is where call creation posts ``/calls``: the API root, or with ``agent_id``
-    the saved agent's URL under it (``POST /agents/{id}/calls``).
-    """
+    """Everything a call is created from; each session works on its own copy (D13)."""
 
     model: str
     voice: str
@@ -161,7 +157,6 @@ class Options:
                 enable_greeting_prompt=enable_greeting_prompt,
                 vad_settings=vad_settings,
             )
-            api += "/agents/" + quote(agent_id, safe="")
         elif template_context is not None:
             raise ValueError("template_context needs agent_id: it fills a saved agent's template")
         if throttle is not None and not (isinstance(throttle, str) and throttle):
@@ -231,6 +226,14 @@ class Options:
                     "(from system_prompt and the instructions, output_medium, the conversation)"
                 )
         self.call_body([], None, None)
+
+    @property
+    def calls_base(self) -> str:
+        """Where call creation posts ``/calls``: the API root, or a saved agent's URL under it
+        (``POST /agents/{id}/calls``)."""
+        if self.agent_id is None:
+            return self.base_url
+        return f"{self.base_url}/agents/{quote(self.agent_id, safe='')}"
 
     def call_body(
         self,

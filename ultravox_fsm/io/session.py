@@ -33,6 +33,7 @@ from ..errors import LocalProtocolError, ProtocolError
 from ..machine import ClientInput, Engine, ServerInput, Step
 from ..states import State, Trigger
 from ..trace import TraceWriter
+from .checks import check_json
 from .effects import CommandEffects
 from .options import history_of
 from .outbox import Outbox
@@ -85,6 +86,7 @@ class RealtimeSession(CommandEffects):
         self._calls = CallSupervisor(
             self,
             base_url=self._opts.base_url,
+            calls_base=self._opts.calls_base,
             api_key=self._opts.api_key,
             timeout=self._opts.conn_options.timeout,
         )
@@ -142,6 +144,14 @@ class RealtimeSession(CommandEffects):
 
     async def update_instructions(self, instructions: str) -> None:
         self._check_open("update_instructions")
+        if self._opts.agent_id is not None:
+            if instructions:
+                self._report_once(
+                    "agent_instructions",
+                    "calls from a saved Ultravox agent take the agent's own prompt; the "
+                    "instructions given here are not sent",
+                )
+            return
         if instructions != self._opts.system_prompt:
             self._opts.system_prompt = instructions
             self._config_changed("instructions changed")
@@ -257,8 +267,18 @@ class RealtimeSession(CommandEffects):
         return fut
 
     def say(
-        self, text: str | AsyncIterable[str], *, allow_interruptions: bool | None = None
+        self,
+        text: str | AsyncIterable[str],
+        *,
+        allow_interruptions: bool | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        known_tool_results: list[dict[str, Any]] | None = None,
     ) -> asyncio.Future[llm.GenerationCreatedEvent]:
+        """The agent says ``text`` verbatim (``forced_agent_message``). ``tool_calls``
+        (``{"name": ..., "arguments": {...}, "id"?: ...}``) make it invoke tools as it speaks,
+        with ``known_tool_results`` (client-tool-result objects) already answered; the server
+        plays tool calls uninterruptibly."""
+        _check_forced_tools(tool_calls, known_tool_results)
         fut, request_id = self._new_request()
         interruptible = (
             self._opts.say_interruptible if allow_interruptions is None else allow_interruptions
@@ -274,7 +294,11 @@ class RealtimeSession(CommandEffects):
             if not fut.done():
                 self._request(
                     ev.SayRequested(
-                        request_id=request_id, text=content, interruptible=interruptible
+                        request_id=request_id,
+                        text=content,
+                        interruptible=interruptible,
+                        tool_calls=tool_calls,
+                        known_tool_results=known_tool_results,
                     ),
                     fut,
                 )
@@ -449,3 +473,19 @@ class RealtimeSession(CommandEffects):
 
     def report_once(self, kind: str, message: str) -> None:
         self._report_once(kind, message)
+
+
+def _check_forced_tools(
+    tool_calls: list[dict[str, Any]] | None, known_tool_results: list[dict[str, Any]] | None
+) -> None:
+    """Refuse, where they are given, tool calls the server would refuse."""
+    for i, call in enumerate(tool_calls or ()):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise ValueError(f"say(tool_calls[{i}]) needs a tool 'name', got {call!r}")
+        if not isinstance(call.get("arguments", {}), dict):
+            raise ValueError(f"say(tool_calls[{i}]['arguments']) must be an object")
+    for i, result in enumerate(known_tool_results or ()):
+        if not isinstance(result, dict) or not isinstance(result.get("invocationId"), str):
+            raise ValueError(f"say(known_tool_results[{i}]) needs an 'invocationId'")
+    for name, value in (("tool_calls", tool_calls), ("known_tool_results", known_tool_results)):
+        check_json(f"say({name})", value)

@@ -38,9 +38,12 @@ class Host(Protocol):
 class CallSupervisor:
     """At most one call at a time; starting another closes the current one's socket."""
 
-    def __init__(self, host: Host, *, base_url: str, api_key: str, timeout: float) -> None:
+    def __init__(
+        self, host: Host, *, base_url: str, calls_base: str, api_key: str, timeout: float
+    ) -> None:
         self._host = host
         self._base_url = base_url
+        self._calls_base = calls_base
         self._api_key = api_key
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +85,7 @@ class CallSupervisor:
             body, query = host.call_request(prior_call_id)
             call = await create_call(
                 host.http(),
-                base_url=self._base_url,
+                base_url=self._calls_base,
                 api_key=self._api_key,
                 body=body,
                 query=query,

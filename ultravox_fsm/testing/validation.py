@@ -207,7 +207,7 @@ _temporary_tool = _object(
 _selected_tool = _object(
     {
         "toolId": _string,
-        "toolName": _string,
+        "toolName": _tool_name,
         "temporaryTool": _temporary_tool,
         "nameOverride": _tool_name,
         "descriptionOverride": _string,
