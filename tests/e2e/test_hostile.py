@@ -194,3 +194,35 @@ async def test_audio_in_flight_to_a_server_that_stops_reading_is_bounded(
     late = call.audio_bytes - before
     assert 0 < late <= 2 * bound + 640  # in flight (stale) + the newest held, not 5 s
     await rt.aclose()
+
+
+async def test_an_exception_in_a_scenario_callback_fails_the_test_with_it() -> None:
+    from ultravox_fsm.testing.server import Scenario
+
+    def reply(text: str, tools: list[str]) -> object:
+        raise KeyError("no reply written for this question")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(KeyError, match="no reply written"):
+        async with StandInServer(Scenario(reply=reply)) as server:  # type: ignore[arg-type]
+            rt = text_model(server).session()
+            with pytest.raises(llm.RealtimeError):
+                await asyncio.wait_for(rt.generate_reply(instructions="hi"), 10)
+            await rt.aclose()
+    assert loop.time() - started < 5  # fast, not a 15 s reply timeout
+
+
+async def test_a_session_logs_nothing_from_transitions(
+    server: StandInServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    session: AgentSession = AgentSession(llm=text_model(server))
+    await session.start(Assistant())
+    await asyncio.wait_for(session.run(user_input="hello"), 10)
+    await session.aclose()
+    noisy = [r for r in caplog.records if r.name.startswith("transitions")]
+    assert not [r for r in noisy if r.levelno >= logging.INFO]
+    ours = [r for r in caplog.records if r.name.startswith("ultravox_fsm")]
+    assert all(r.levelno == logging.DEBUG for r in ours)  # per-event records: DEBUG
+    assert any("turn: listening -> thinking" in r.getMessage() for r in ours)

@@ -133,6 +133,8 @@ class RealtimeSession(CommandEffects):
         if self._trace is not None:
             self._trace(now, event, steps, commands)
         for table, before, after, trigger in steps:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s: %s -> %s (%s)", table, before, after, trigger)
             if table == "turn":
                 self.emit("ultravox_state_changed", State(before), State(after), Trigger(trigger))
 

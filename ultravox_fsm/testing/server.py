@@ -49,6 +49,9 @@ class StandInServer:
         self.drop_after_audio_frames: int | None = None
         self.reject_sockets = 0
         self.raw_frames: list[str | bytes] = []
+        # The first exception a scenario callback (`Scenario.reply`) raised.
+        self.callback_error: Exception | None = None
+        self.background: set[asyncio.Task[bool]] = set()  # closes under way
         self.create_attempts = 0
         self._runner: web.AppRunner | None = None
         self._port = port
@@ -85,8 +88,11 @@ class StandInServer:
     async def __aenter__(self) -> StandInServer:
         return await self.start()
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        """Stops; then, if the test itself passed, raises what a scenario callback raised."""
         await self.stop()
+        if self.callback_error is not None and exc_type is None:
+            raise self.callback_error
 
     def stall_reads(self) -> None:
         """Stop reading what clients send, as a congested server would: their sockets fill up

@@ -192,7 +192,9 @@ class CallSession:
                 await self.end("hangup")
                 return
             else:
-                self.start_reply(self.scenario.reply(turn.text, self.tools))
+                reply = self.reply_for(turn.text)
+                if reply is not None:
+                    self.start_reply(reply)
 
     # --- what the client sends ----------------------------------------------------------------
 
@@ -301,11 +303,28 @@ class CallSession:
     async def on_voice_turn(self) -> None:
         ordinal = next(self.ordinals)
         text = self.scenario.voice_transcript
+        reply = self.reply_for(text)
+        if reply is None:
+            return
         if self.scenario.user_final_after_agent_audio:
-            self.start_reply(self.scenario.reply(text, self.tools), user_final=(ordinal, text))
+            self.start_reply(reply, user_final=(ordinal, text))
         else:
             await self.transcript("user", "voice", ordinal, True, text=text)
-            self.start_reply(self.scenario.reply(text, self.tools))
+            self.start_reply(reply)
+
+    def reply_for(self, text: str) -> Reply | None:
+        """The scenario's reply; if the test's callback raises, the error is kept for the test
+        (`StandInServer` raises it on exit) and the call ends at once (1011), so the client
+        fails fast instead of waiting for a reply that will never come."""
+        try:
+            return self.scenario.reply(text, self.tools)
+        except Exception as exc:
+            if self.server.callback_error is None:
+                self.server.callback_error = exc
+            task = asyncio.ensure_future(self.ws.close(code=1011))
+            self.server.background.add(task)
+            task.add_done_callback(self.server.background.discard)
+            return None
 
     # --- the agent speaking -------------------------------------------------------------------
 
