@@ -178,7 +178,16 @@ async def measure(base_url: str, turns: int, rounds: int, frames: int) -> dict[s
 async def main(turns: int, rounds: int, frames: int) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "ultravox_fsm",
+            "serve",
+            "--port",
+            str(port),
+            "--playback-speed",
+            "1000",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )

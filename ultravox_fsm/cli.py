@@ -72,10 +72,20 @@ def _port(text: str) -> int:
     return port
 
 
-async def _serve(port: int, greeting: str | None) -> None:
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive speed")
+    return speed
+
+
+async def _serve(port: int, greeting: str | None, playback_speed: float) -> None:
     from .testing.server import Scenario, StandInServer
 
-    server = StandInServer(Scenario(greeting=greeting), port=port)
+    server = StandInServer(Scenario(greeting=greeting, playback_speed=playback_speed), port=port)
     try:
         await server.start()
     except OSError as exc:
@@ -168,6 +178,13 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", default="call.html", help="the HTML file to write")
     serve = commands.add_parser("serve", help="run the stand-in Ultravox server on 127.0.0.1")
     serve.add_argument("--port", type=_port, default=0, help="port to listen on (0: any free)")
+    serve.add_argument(
+        "--playback-speed",
+        type=_speed,
+        default=1.0,
+        help="how fast the modelled client plays agent audio (default 1: real time; "
+        "benchmarks use 1000)",
+    )
     greeting = serve.add_mutually_exclusive_group()
     greeting.add_argument(
         "--greeting",
@@ -204,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         return _render(args.trace, args.output)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args.port, args.greeting))
+            asyncio.run(_serve(args.port, args.greeting, args.playback_speed))
         return 0
     return _demo(args)
 

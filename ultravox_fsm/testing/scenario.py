@@ -56,6 +56,9 @@ class Scenario:
     honour_defer_response: bool = True
     audio_ms_per_word: int = 60
     agents: dict[str, SavedAgent] = field(default_factory=dict)
+    # How fast the modelled client plays agent audio (1.0: real time). Benchmarks raise it so a
+    # turn does not last as long as its audio.
+    playback_speed: float = 1.0
 
 
 @dataclass

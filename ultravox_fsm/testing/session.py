@@ -71,7 +71,7 @@ class CallSession:
             self.min_turn_ms, seconds(vad.get("minimumInterruptionDuration") or "0.09s") * 1000
         )
         self.loop = asyncio.get_running_loop()
-        self.playback = Playback(self.loop.time)
+        self.playback = Playback(self.loop.time, self.scenario.playback_speed)
         self.text_mode = body.get("initialOutputMedium") == "MESSAGE_MEDIUM_TEXT"
         self.tools = self._tool_names(body)
         self.ordinals = itertools.count()
@@ -384,7 +384,7 @@ class CallSession:
                         "agent", medium, ordinal, False, delta=" " + " ".join(chunk)
                     )
             while self.playback.unplayed_ms() > 0:
-                await asyncio.sleep(self.playback.unplayed_ms() / 1000)
+                await asyncio.sleep(self.playback.seconds_left())
             await self.transcript("agent", medium, ordinal, True, text=reply.text)
             await self.state("listening")
         except asyncio.CancelledError:
