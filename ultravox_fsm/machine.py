@@ -13,7 +13,7 @@ straight to that generation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast, get_args
+from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 from typing_extensions import assert_never
 
@@ -22,7 +22,7 @@ from . import events as ev
 from . import wire
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .runner import Core, EngineOptions, Refused, Step
-from .states import CONNECTION, LIVE, Conn, ConnTrigger, Req, ReqTrigger, State, Trigger
+from .states import CONNECTION, GENERATING, LIVE, Conn, ConnTrigger, Req, ReqTrigger, State, Trigger
 from .turns import Turns
 
 if TYPE_CHECKING:  # mypy checks that each model implements its table's effects and guards
@@ -57,6 +57,7 @@ ClientInput = (
 """What `request` takes: our caller's requests."""
 _CLIENT_TYPES = get_args(ClientInput)
 
+E = TypeVar("E")
 Observer = Callable[[float, object, list[Step], list[cmd.Command]], None]
 """Called after each input with (now, input or "timer", the state changes, the commands)."""
 
@@ -135,11 +136,11 @@ class Engine:
 
     def receive(self, message: ServerInput, now: float) -> list[cmd.Command]:
         """Apply what the server or the network says; `RemoteProtocolError` if refused."""
-        return self._run(now, message, lambda: self._receive(message), RemoteProtocolError)
+        return self._run(now, message, self._receive, RemoteProtocolError)
 
     def request(self, event: ClientInput, now: float) -> list[cmd.Command]:
         """Apply what our caller asks; `LocalProtocolError` if refused."""
-        return self._run(now, event, lambda: self._request(event), LocalProtocolError)
+        return self._run(now, event, self._request, LocalProtocolError)
 
     def handle(
         self, event: ServerInput | ClientInput | ev.AgentAudio, now: float
@@ -154,7 +155,7 @@ class Engine:
     def agent_audio(self, event: ev.AgentAudio, now: float) -> list[cmd.Command]:
         """A frame of agent audio that the adapter's fast path could not place: gated by a
         state check, it opens a generation when it is the first output of an utterance."""
-        return self._run(now, event, lambda: self._audio(event), RemoteProtocolError)
+        return self._run(now, event, self._audio, RemoteProtocolError)
 
     def handle_timer(self, now: float) -> list[cmd.Command]:
         """Fire every deadline that is due at ``now``."""
@@ -165,8 +166,8 @@ class Engine:
     def _run(
         self,
         now: float,
-        event: object,
-        apply: Callable[[], None],
+        event: E,
+        apply: Callable[[E], None],
         error: type[ProtocolError],
     ) -> list[cmd.Command]:
         core, t = self._core, self._turns
@@ -174,7 +175,7 @@ class Engine:
         core.out = []
         core.steps = []
         try:
-            apply()
+            apply(event)
         except Refused as exc:
             raise error(f"{type(event).__name__}: {exc}") from None
         if t.restart_reason is not None and t.state is State.LISTENING:
@@ -189,7 +190,19 @@ class Engine:
             case wire.State():
                 t.fire(_SERVER_STATES.get(message.state, Trigger.SERVER_OTHER), message)
             case wire.Transcript():
-                t.fire(Trigger.USER_TEXT if message.role == "user" else Trigger.AGENT_TEXT, message)
+                if (
+                    message.role == "agent"
+                    and not message.final
+                    and t.state in GENERATING
+                    and not t.stale_ordinal(message)
+                    and t.continues_generation(message)
+                ):
+                    # The data path: exactly the AGENT_TEXT row that stays in the state and
+                    # runs `continue_text`, without the trigger's cost on every delta.
+                    t.continue_text(message)
+                else:
+                    trigger = Trigger.USER_TEXT if message.role == "user" else Trigger.AGENT_TEXT
+                    t.fire(trigger, message)
             case wire.ClientToolInvocation():
                 t.fire(Trigger.TOOL_INVOCATION, message)
             case wire.PlaybackClearBuffer():
@@ -263,7 +276,7 @@ class Engine:
         if not gen.muted:
             self._core.emit(cmd.PushAudio(gen_id=gen.id, data=event.data))
 
-    def _timers(self) -> None:
+    def _timers(self, _: str) -> None:
         t, now = self._turns, self._core.now
         if t.state is State.CLOSED:
             return

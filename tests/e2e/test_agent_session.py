@@ -271,3 +271,36 @@ async def test_chat_ctx_and_options_are_per_session(server: StandInServer) -> No
     assert isinstance(a.chat_ctx, ChatContext)
     await a.aclose()
     await b.aclose()
+
+
+@pytest.mark.parametrize("honoured", [True, False], ids=["defer-honoured", "defer-ignored"])
+async def test_after_interrupt_the_servers_history_holds_what_was_played(honoured: bool) -> None:
+    """The default 30 s client buffer: the whole reply arrives at once, yet the server knows
+    what the client played, so its final transcript (its history) is cut there."""
+    words = Scenario(audio_ms_per_word=200, honour_defer_response=honoured)
+    async with StandInServer(words) as server:
+        rt = RealtimeModel(base_url=server.base_url, api_key=KEY).session()
+        finals: list[str] = []
+        rt.on(
+            "ultravox_server_event_received",
+            lambda m: (
+                finals.append(m["text"])
+                if m.get("type") == "transcript" and m.get("role") == "agent" and m.get("final")
+                else None
+            ),
+        )
+        instruction = " ".join(f"w{i}" for i in range(20))
+        gen = await asyncio.wait_for(rt.generate_reply(instructions=instruction), 10)
+        message = await anext(aiter(gen.message_stream))
+        await anext(aiter(message.audio_stream))
+        await asyncio.sleep(0.5)  # about 2 of the reply's 23 words played
+        rt.interrupt()
+        for _ in range(100):
+            if finals:
+                break
+            await asyncio.sleep(0.02)
+        [final] = finals
+        full = f"You said: <instruction>{instruction}</instruction>"
+        assert 0 < len(final.split()) < len(full.split()) // 2
+        assert full.startswith(final)
+        await rt.aclose()

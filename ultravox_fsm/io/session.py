@@ -456,8 +456,9 @@ class RealtimeSession(CommandEffects):
             return
         if "ultravox_server_event_received" in self._events:
             self.emit("ultravox_server_event_received", msgspec.json.decode(data))
-        if type(message) is wire.Pong:
+        if type(message) is wire.Pong:  # transport flow control; nothing for the engine
             self._outbox.confirm(message.timestamp)
+            return
         self._receive(message)
 
     def on_audio(self, data: bytes) -> None:
