@@ -125,3 +125,19 @@ def first_speaker_settings(value: Any) -> dict[str, Any]:
     if len(checked) != 1:
         raise ValueError("first_speaker_settings must set exactly one of 'agent' or 'user'")
     return checked
+
+
+def check_forced_tools(
+    tool_calls: list[dict[str, Any]] | None, known_tool_results: list[dict[str, Any]] | None
+) -> None:
+    """Refuse, where they are given, tool calls the server would refuse."""
+    for i, call in enumerate(tool_calls or ()):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise ValueError(f"say(tool_calls[{i}]) needs a tool 'name', got {call!r}")
+        if not isinstance(call.get("arguments", {}), dict):
+            raise ValueError(f"say(tool_calls[{i}]['arguments']) must be an object")
+    for i, result in enumerate(known_tool_results or ()):
+        if not isinstance(result, dict) or not isinstance(result.get("invocationId"), str):
+            raise ValueError(f"say(known_tool_results[{i}]) needs an 'invocationId'")
+    for name, value in (("tool_calls", tool_calls), ("known_tool_results", known_tool_results)):
+        check_json(f"say({name})", value)

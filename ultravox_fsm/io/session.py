@@ -19,26 +19,21 @@ import aiohttp
 import msgspec
 import numpy as np
 from livekit import rtc
-from livekit.agents import APIConnectionError, APIStatusError, llm, utils
-from livekit.agents.llm.realtime import (
-    RealtimeSessionReconnectedEvent,
-)
+from livekit.agents import llm, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
 from .. import commands as cmd
 from .. import events as ev
-from .. import wire
-from ..errors import LocalProtocolError, ProtocolError
-from ..machine import ClientInput, Engine, ServerInput, Step
+from ..errors import LocalProtocolError
+from ..machine import Engine, Step
 from ..states import State, Trigger
 from ..trace import TraceWriter
-from .checks import check_json
-from .effects import CommandEffects
-from .options import history_of
+from .checks import check_forced_tools
+from .host import CallHost
 from .outbox import Outbox
 from .streams import GenerationStreams
-from .supervisor import CallSupervisor, Socket
+from .supervisor import CallSupervisor
 from .tools import to_selected_tools
 
 if TYPE_CHECKING:
@@ -47,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ultravox_fsm")
 
 
-class RealtimeSession(CommandEffects):
+class RealtimeSession(CallHost):
     """One conversation: one Ultravox call at a time, replaced (keeping history) when needed."""
 
     def __init__(self, realtime_model: RealtimeModel) -> None:
@@ -280,7 +275,7 @@ class RealtimeSession(CommandEffects):
         (``{"name": ..., "arguments": {...}, "id"?: ...}``) make it invoke tools as it speaks,
         with ``known_tool_results`` (client-tool-result objects) already answered; the server
         plays tool calls uninterruptibly."""
-        _check_forced_tools(tool_calls, known_tool_results)
+        check_forced_tools(tool_calls, known_tool_results)
         fut, request_id = self._new_request()
         interruptible = (
             self._opts.say_interruptible if allow_interruptions is None else allow_interruptions
@@ -368,127 +363,7 @@ class RealtimeSession(CommandEffects):
         fut.add_done_callback(done)
         return fut, request_id
 
-    def _request(
-        self, event: ClientInput, fut: asyncio.Future[llm.GenerationCreatedEvent] | None = None
-    ) -> None:
-        try:
-            commands = self._engine.request(event, self._loop.time())
-        except ProtocolError as exc:
-            self._refused(event, exc)
-            if fut is not None and not fut.done():
-                fut.set_exception(llm.RealtimeError(str(exc)))
-            else:
-                self._report_once(f"refused:{type(event).__name__}", str(exc))
-            return
-        self._apply(commands)
-
-    def _receive(self, event: ServerInput | ev.AgentAudio) -> None:
-        try:
-            if isinstance(event, ev.AgentAudio):
-                commands = self._engine.agent_audio(event, self._loop.time())
-            else:
-                commands = self._engine.receive(event, self._loop.time())
-        except ProtocolError as exc:
-            self._refused(event, exc)
-            self._report_once(f"refused:{type(event).__name__}", str(exc))
-            return
-        self._apply(commands)
-
-    def _refused(self, event: object, exc: ProtocolError) -> None:
-        if self._trace is not None:
-            self._trace.refused(self._loop.time(), event, exc)
-
     def _flush_context(self) -> None:
         self._flush_scheduled = False
         if self._finished is None:
             self._request(ev.ContextFlush())
-
-    # --- the supervisor's host ----------------------------------------------------------------
-
-    def http(self) -> aiohttp.ClientSession:
-        if self._model._http_session is not None:
-            return self._model._http_session
-        if self._own_http is None:
-            try:
-                return utils.http_context.http_session()
-            except RuntimeError:
-                self._own_http = aiohttp.ClientSession()
-        return self._own_http
-
-    def call_request(self, prior_call_id: str | None) -> tuple[bytes, dict[str, str]]:
-        self._body_built = True
-        history = history_of(self._chat_ctx) if self._connected_once else None
-        return self._opts.call_body(self._tool_defs, prior_call_id, history)
-
-    def feed_network(self, event: ev.Connected | ev.CallFailed | ev.SocketClosed) -> None:
-        self._receive(event)
-        if isinstance(event, ev.CallFailed) and self._finished is None:
-            logger.debug("Ultravox call creation failed, retrying: %s", event.detail)
-            error: Exception = (
-                APIStatusError(event.detail, status_code=event.status, retryable=event.retryable)
-                if event.status is not None
-                else APIConnectionError(event.detail, retryable=event.retryable)
-            )
-            self._emit_error(error, recoverable=True)
-        if isinstance(event, ev.Connected) and self._engine.call_id == event.call_id:
-            for data in self._audio_ring:
-                self._outbox.put(data)
-            self._audio_ring.clear()
-            self._audio_live = True
-            if self._connected_once:
-                self.emit("session_reconnected", RealtimeSessionReconnectedEvent())
-            self._connected_once = True
-
-    def joined(self, ws: Socket, seconds: float) -> None:
-        self._report_connection_acquired(seconds)
-        self._outbox.attach(ws)
-        self._request(ev.ToolsChanged(names=frozenset(self._tools.function_tools)))
-
-    def left(self) -> None:
-        self._outbox.attach(None)
-        self._audio_live = False
-
-    def on_text(self, data: str) -> None:
-        try:
-            message = wire.decode_server(data)
-        except ProtocolError as exc:
-            self._report_once("malformed", f"ignored a bad frame from Ultravox: {exc}")
-            return
-        if "ultravox_server_event_received" in self._events:
-            self.emit("ultravox_server_event_received", msgspec.json.decode(data))
-        if type(message) is wire.Pong:  # transport flow control; nothing for the engine
-            self._outbox.confirm(message.timestamp)
-            return
-        self._receive(message)
-
-    def on_audio(self, data: bytes) -> None:
-        if len(data) < 2:
-            self._report_once("empty_audio", "ignored an empty or one-byte audio frame")
-            return
-        if len(data) % 2:
-            self._report_once("odd_audio", "trimmed an odd-length audio frame")
-            data = data[:-1]
-        sink = self._audio_sink
-        if sink is not None:
-            sink.audio(data)
-        else:
-            self._receive(ev.AgentAudio(data=data))
-
-    def report_once(self, kind: str, message: str) -> None:
-        self._report_once(kind, message)
-
-
-def _check_forced_tools(
-    tool_calls: list[dict[str, Any]] | None, known_tool_results: list[dict[str, Any]] | None
-) -> None:
-    """Refuse, where they are given, tool calls the server would refuse."""
-    for i, call in enumerate(tool_calls or ()):
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            raise ValueError(f"say(tool_calls[{i}]) needs a tool 'name', got {call!r}")
-        if not isinstance(call.get("arguments", {}), dict):
-            raise ValueError(f"say(tool_calls[{i}]['arguments']) must be an object")
-    for i, result in enumerate(known_tool_results or ()):
-        if not isinstance(result, dict) or not isinstance(result.get("invocationId"), str):
-            raise ValueError(f"say(known_tool_results[{i}]) needs an 'invocationId'")
-    for name, value in (("tool_calls", tool_calls), ("known_tool_results", known_tool_results)):
-        check_json(f"say({name})", value)
