@@ -304,3 +304,16 @@ async def test_after_interrupt_the_servers_history_holds_what_was_played(honoure
         assert 0 < len(final.split()) < len(full.split()) // 2
         assert full.startswith(final)
         await rt.aclose()
+
+
+async def test_generate_reply_then_interrupt_does_not_swallow_later_replies(
+    server: StandInServer,
+) -> None:
+    session, _ = await start(server, reply_timeout=3.0)
+    session.generate_reply(instructions="about to be interrupted")
+    session.interrupt()
+    for question in ("first after", "second after", "third after"):
+        result = await asyncio.wait_for(session.run(user_input=question), 10)
+        texts = [e.item.text_content for e in result.events]  # type: ignore[union-attr]
+        assert texts == [f"You said: {question}"], texts
+    await session.aclose()
