@@ -23,6 +23,7 @@ from .errors import ProtocolError
 from .machine import Engine, EngineOptions, Step
 
 TIMER = "timer"
+OPTIONS = "options"
 logger = logging.getLogger("ultravox_fsm")
 
 
@@ -31,7 +32,10 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
     kind: str
     input: msgspec.Raw = msgspec.Raw(b"null")
     audio_bytes: int = 0
+    # The turn's transitions (before, after, trigger), and the other tables' as
+    # (table, before, after, trigger): connection, request and generation lifecycles.
     steps: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
+    moves: list[tuple[str, str, str, str]] = msgspec.field(default_factory=list)
     commands: list[msgspec.Raw] = msgspec.field(default_factory=list)
     refused: str | None = None
 
@@ -67,6 +71,7 @@ def record(now: float, event: object, steps: list[Step], commands: list[cmd.Comm
         input=raw,
         audio_bytes=audio,
         steps=[(a, b, trig) for table, a, b, trig in steps if table == "turn"],
+        moves=[step for step in steps if step[0] != "turn"],
         commands=[_command(c) for c in commands],
     )
 
@@ -78,7 +83,13 @@ class TraceWriter:
     recording, and the call goes on untraced.
     """
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 50_000_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        options: EngineOptions | None = None,
+        max_bytes: int = 50_000_000,
+    ) -> None:
         self.path = Path(path)
         self._file: IO[bytes] | None = None
         self._left = max_bytes
@@ -87,6 +98,9 @@ class TraceWriter:
             self._file = self.path.open("wb")
         except OSError as exc:
             self._give_up(exc)
+        if options is not None:  # the engine's options (its jitter seed too): replay uses them
+            raw = msgspec.Raw(_encoder.encode(options))
+            self.write(Record(t=0.0, kind=OPTIONS, input=raw))
 
     @property
     def recording(self) -> bool:
@@ -212,6 +226,7 @@ def json_text(value: Any) -> str:
 def _outcome(rec: Record) -> dict[str, Any]:
     return {
         "steps": [list(s) for s in rec.steps],
+        "moves": [list(m) for m in rec.moves],
         "commands": [msgspec.json.decode(bytes(c)) for c in rec.commands],
         "refused": rec.refused is not None,
     }
@@ -223,9 +238,14 @@ def replay(trace: Trace, options: EngineOptions | None = None) -> Divergence | N
     Raises ValueError naming the line of a record that holds no valid input.
     """
     steps: list[Step] = []
+    if trace.records and trace.records[0].kind == OPTIONS and options is None:
+        try:
+            options = msgspec.json.decode(bytes(trace.records[0].input), type=EngineOptions)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"line {trace.lines[0]}: not valid engine options: {exc}") from None
     engine = Engine(options, observer=lambda _now, _ev, s, _c: steps.extend(s))
     for line, rec in zip(trace.lines, trace.records, strict=True):
-        if rec.kind == "truncated":
+        if rec.kind in ("truncated", OPTIONS):
             continue
         try:
             event = decode_input(rec)

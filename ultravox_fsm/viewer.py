@@ -19,13 +19,13 @@ from typing import Any
 import msgspec
 
 from .states import BOOKKEEPING, TABLE, State
-from .trace import Record
+from .trace import OPTIONS, Record
 
 _MARKERS = {
     "PlaybackClearBuffer": "barge-in",
     "RestartRequested": "restart requested",
-    "CallLost": "call lost",
-    "CallEnded": "call ended",
+    "SocketClosed": "socket closed",
+    "CallFailed": "call failed",
     "InterruptRequested": "interrupt",
 }
 # One colour per state, in table order; the page draws its legend from this.
@@ -58,6 +58,7 @@ def _tool(rec: Record) -> str:
 
 
 def _events(records: list[Record]) -> dict[str, Any]:
+    records = [r for r in records if r.kind != OPTIONS]  # the engine's options: no event
     t0 = records[0].t if records else 0.0
     segments: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from ultravox_fsm import events as ev
 from ultravox_fsm import trace, wire
 from ultravox_fsm.cli import main
 from ultravox_fsm.errors import ProtocolError
-from ultravox_fsm.machine import Engine
+from ultravox_fsm.machine import Engine, EngineOptions
 
 from .helpers import STATE, agent, invocation, user
 
@@ -177,3 +177,26 @@ def test_a_trace_whose_disk_fills_up_stops_with_one_warning(
     assert not writer.recording
     [warning] = [r for r in caplog.records if r.name == "ultravox_fsm"]
     assert "No space left" in warning.getMessage()
+
+
+def test_a_trace_keeps_every_tables_transitions_and_the_seed_that_replays_its_backoff(
+    tmp_path: Path,
+) -> None:
+    from ultravox_fsm.trace import TraceWriter, read, replay
+
+    path = tmp_path / "t.jsonl"
+    options = EngineOptions(seed=12345)
+    writer = TraceWriter(path, options=options)
+    engine = Engine(options, observer=writer)
+    engine.handle(ev.ReplyRequested(request_id="r1"), 0.0)
+    engine.handle(ev.Connected(call_id="c1"), 0.1)
+    engine.handle(ev.SocketClosed(call_id="c1", code=1011), 0.2)
+    deadline = engine.next_deadline()
+    assert deadline is not None
+    engine.handle_timer(deadline)
+    writer.close()
+    trace = read(path)
+    moves = [m for rec in trace.records for m in rec.moves]
+    assert ["request", "queued", "sent", "send"] in [list(m) for m in moves]
+    assert ["connection", "live", "backing_off", "socket_closed"] in [list(m) for m in moves]
+    assert replay(trace) is None  # the recorded seed gives the same jitter, so the same timer

@@ -50,12 +50,12 @@ class RealtimeSession(CallHost):
         self._model = realtime_model
         self._opts = replace(realtime_model._opts)
         self._loop = asyncio.get_running_loop()
+        options = replace(self._opts.engine, seed=int.from_bytes(os.urandom(4), "big"))
         self._trace: TraceWriter | None = None
         if self._opts.trace_dir:
             path = os.path.join(self._opts.trace_dir, f"{utils.shortuuid('session_')}.jsonl")
-            self._trace = TraceWriter(path)
+            self._trace = TraceWriter(path, options=options)
             logger.debug("recording a trace of this session to %s", path)
-        options = replace(self._opts.engine, seed=int.from_bytes(os.urandom(4), "big"))
         self._engine = Engine(options, observer=self._observe)
         self._tools = llm.ToolContext.empty()
         self._tool_defs: list[dict[str, Any]] = []
