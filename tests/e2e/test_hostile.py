@@ -226,3 +226,48 @@ async def test_a_session_logs_nothing_from_transitions(
     ours = [r for r in caplog.records if r.name.startswith("ultravox_fsm")]
     assert all(r.levelno == logging.DEBUG for r in ours)  # per-event records: DEBUG
     assert any("turn: listening -> thinking" in r.getMessage() for r in ours)
+
+
+async def test_a_careless_caller_never_leaves_a_future_pending(server: StandInServer) -> None:
+    server.create_delay = 0.2
+    rt = text_model(server, reply_timeout=3.0).session()
+    futures = [rt.generate_reply(instructions=f"q{i}") for i in range(30)]
+    futures += [rt.say(f"line {i}") for i in range(5)]
+    for _ in range(20):
+        rt.interrupt()
+    await rt.aclose()  # while the first call is still being created
+    await rt.aclose()  # twice is fine
+    assert all(f.done() for f in futures)
+    for f in futures:
+        if not f.cancelled():
+            with pytest.raises(llm.RealtimeError):
+                f.result()
+
+
+async def test_many_requests_at_once_all_end(server: StandInServer) -> None:
+    rt = text_model(server, reply_timeout=5.0).session()
+    results = await asyncio.gather(
+        *(asyncio.wait_for(rt.generate_reply(instructions=f"q{i}"), 15) for i in range(40)),
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, asyncio.TimeoutError)]  # none hung
+    assert sum(isinstance(r, llm.GenerationCreatedEvent) for r in results) >= 1
+    await rt.aclose()
+
+
+async def test_a_server_that_speaks_without_end_is_bounded_by_the_drain(
+    server: StandInServer,
+) -> None:
+    server.raw_frames = [
+        '{"type":"state","state":"speaking"}',
+        '{"type":"transcript","role":"agent","text":"never finished","ordinal":0}',
+        '{"type":"state","state":"listening"}',
+    ]
+    rt = text_model(server).session()
+    created: list[llm.GenerationCreatedEvent] = []
+    rt.on("generation_created", created.append)
+    await asyncio.wait_for(rt.generate_reply(instructions="after that"), 10)
+    [orphan] = created  # the unfinished utterance was announced, then closed by the drain
+    message = await anext(aiter(orphan.message_stream))
+    assert "".join([t async for t in message.text_stream]) == "never finished"
+    await rt.aclose()
