@@ -25,7 +25,7 @@ NORMAL_CLOSE = frozenset({1000, 1001})
 @dataclass(eq=False)
 class Connection:
     core: Core
-    on_live: Callable[[str], None]
+    on_live: Callable[[str, bool], None]
     on_lost: Callable[[str], None]
     on_end: Callable[[str, bool], None]
     state: Conn = Conn.CREATING
@@ -67,7 +67,8 @@ class Connection:
         self.call_id = data.call_id
         self.proved = False
         self.live_since = self.core.now
-        self.on_live(data.call_id)
+        stale, self.restart_after_join = self.restart_after_join, False
+        self.on_live(data.call_id, stale)
 
     def retry_without_prior(self, data: ev.CallFailed) -> None:
         self.core.report("prior_call_refused", f"priorCallId refused ({data.detail}); history sent")

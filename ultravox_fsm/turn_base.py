@@ -54,11 +54,10 @@ class TurnBase:
     def fire(self, trigger: Trigger, data: Any = None) -> None:
         self.core.fire(TURN, self, trigger, data)
 
-    def _on_live(self, call_id: str) -> None:
+    def _on_live(self, call_id: str, stale: bool) -> None:
         self.fire(Trigger.CONNECT, call_id)
-        if self.conn.restart_after_join:
-            self.conn.restart_after_join = False
-            self.restart_reason = "the configuration changed while the call was being created"
+        if stale:  # created from the options as they were: replaced once the agent is quiet
+            self.fire(Trigger.RESTART, "the options changed while the call was being created")
 
     def _on_lost(self, reason: str) -> None:
         self.fire(Trigger.DISCONNECT, reason)

@@ -382,3 +382,15 @@ def test_a_tool_call_mid_utterance_without_a_final_still_ends_the_generation() -
     out = d.tick(3.0)
     assert names(out) == ["CloseGeneration"]
     assert d.engine.state is State.TOOL_PENDING
+
+
+def test_options_changed_while_the_call_is_created_replace_it_once_quiet() -> None:
+    d = Driver()
+    d(ev.ReplyRequested(request_id="r1", instructions="hi"))
+    assert d(ev.RestartRequested(reason="tools changed")) == []  # the call is being created
+    out = d.live()
+    assert names(out) == ["Send:UserTextMessage"]  # the request first; no restart yet
+    d(user(0, "<instruction>hi</instruction>", medium="text"))
+    out = d(agent(1, text="Hi!", final=True))
+    assert names(out)[-2:] == ["CloseGeneration", "StartCall"]  # replaced once the reply is done
+    assert d.engine.state is State.RESTARTING

@@ -24,7 +24,7 @@ from ultravox_fsm.states import CONNECTION, GENERATION, REQUEST, Conn, Gen, Req,
 
 
 def connection(state: Conn) -> Connection:
-    conn = Connection(Core(EngineOptions()), lambda _: None, lambda _: None, lambda *_: None)
+    conn = Connection(Core(EngineOptions()), lambda *_: None, lambda _: None, lambda *_: None)
     conn.state, conn.call_id, conn.prior_call_id = state, "c1", "c0"
     return conn
 
