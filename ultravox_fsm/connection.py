@@ -67,6 +67,9 @@ class Connection:
         self.call_id = data.call_id
         self.proved = False
         self.live_since = self.core.now
+
+    def announce_live(self, data: ev.Connected) -> None:
+        """Once LIVE (a restart it causes must find the call live, to replace it)."""
         stale, self.restart_after_join = self.restart_after_join, False
         self.on_live(data.call_id, stale)
 
