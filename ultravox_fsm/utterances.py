@@ -109,7 +109,7 @@ class Utterances(TurnBase):
             if suffix:
                 gen.pushed = text
                 self.core.emit(cmd.PushText(gen_id=gen.id, text=suffix))
-        else:
+        elif not gen.pushed.startswith(text):  # shorter: cut to what was played, not a rewrite
             self.core.report(
                 "text_rewrite", f"agent text was rewritten after {len(gen.pushed)} chars"
             )

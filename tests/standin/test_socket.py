@@ -101,7 +101,9 @@ async def test_barge_in_while_the_client_still_plays_clears_its_buffer(start: St
     assert 1 <= len(played) <= 4 and cut == " ".join(f"w{i}" for i in range(len(played)))
     kinds = [m["type"] for m in raw.messages()]
     clear = kinds.index("playback_clear_buffer")
-    assert raw.messages()[clear + 1] == {"type": "state", "state": "listening"}
+    after = raw.messages()[clear + 1 : clear + 3]  # the client clears first, then the cut final
+    assert after[0]["type"] == "transcript" and after[0]["text"] == cut
+    assert after[1] == {"type": "state", "state": "listening"}
 
 
 async def test_without_barge_in_the_final_waits_for_playback(start: Start) -> None:

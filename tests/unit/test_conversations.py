@@ -394,3 +394,14 @@ def test_options_changed_while_the_call_is_created_replace_it_once_quiet() -> No
     out = d(agent(1, text="Hi!", final=True))
     assert names(out)[-2:] == ["CloseGeneration", "StartCall"]  # replaced once the reply is done
     assert d.engine.state is State.RESTARTING
+
+
+def test_a_final_cut_to_what_was_played_is_the_history_not_a_rewrite() -> None:
+    d = Driver()
+    d.live()
+    d(STATE["speaking"])
+    d(agent(1, text="Once upon a time there was a very long story"))
+    out = d(agent(1, text="Once upon a time", final=True))  # the server cut it at playback
+    assert names(out) == []  # no rewrite reported, nothing pushed again
+    close = d(STATE["listening"])[-1]
+    assert isinstance(close, cmd.CloseGeneration) and close.text == "Once upon a time"

@@ -333,12 +333,14 @@ class CallSession:
         return self.speaking is not None and not self.speaking.done()
 
     async def barge_in(self) -> None:
+        """Tell the client to drop what it has not played, then cut the reply's transcript to
+        what it did play (its final), then listen."""
+        await self.send({"type": "playback_clear_buffer"})
         if self.speaking is not None:
             self.speaking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.speaking
         self.playback.clear()
-        await self.send({"type": "playback_clear_buffer"})
         await self.state("listening")
 
     def start_reply(
