@@ -123,6 +123,14 @@ class TurnBase:
             return True
         return gen is not None and gen.ordinal is not None and ordinal < gen.ordinal
 
+    def final_of_the_cut_utterance(self, data: wire.Transcript) -> bool:
+        return (
+            data.final
+            and self.suppress_audio
+            and data.ordinal is not None
+            and data.ordinal == self.last_closed_ordinal
+        )
+
     def continues_generation(self, data: wire.Transcript) -> bool:
         gen = self.gen
         return gen is not None and (data.ordinal is None or gen.ordinal in (None, data.ordinal))
