@@ -191,7 +191,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
                 logger.debug(
                     "the Ultravox call ended (%s); shutting the AgentSession down", c.reason
                 )
-                session.shutdown(drain=False)
+                session.shutdown(drain=True)  # let the goodbye play out
         logger.debug("Ultravox session finished: %s", c.reason)
         self.emit("ultravox_call_ended", c.reason)
 
