@@ -31,7 +31,8 @@ class Connection:
     state: Conn = Conn.CREATING
     call_id: str | None = None
     prior_call_id: str | None = None  # what the call being created was asked to continue
-    streak: int = 0  # failed calls in a row
+    streak: int = 0  # failed calls in a row (the retry budget)
+    flaps: int = 0  # calls in a row that ended before `proven_after` (the backoff's growth)
     proved: bool = False
     live_since: float = 0.0
     deadline: float | None = None  # when the backoff ends
@@ -126,6 +127,7 @@ class Connection:
     def _start(self, prior: str | None, reason: str) -> None:
         self.prior_call_id = prior
         self.deadline = None
+        self.restart_after_join = False  # this call is built from the options as they are now
         self.core.emit(cmd.StartCall(reason=reason, prior_call_id=prior))
 
     def _back_off(self, retry_after: float | None) -> None:
@@ -133,16 +135,15 @@ class Connection:
         o = self.core.options
         if self._proved_now():
             self.streak = 0
+        live_long = self.state is Conn.LIVE and self.core.now - self.live_since >= o.proven_after
+        self.flaps = 0 if live_long else self.flaps + 1
         self.streak += 1
         if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
             delay = min(retry_after, o.max_backoff)
         else:
             if retry_after is not None:
                 self.core.report("retry_after", f"Retry-After {retry_after!r} capped")
-            base = (
-                o.first_retry_delay
-                if self.streak == 1
-                else o.retry_interval * 2 ** (self.streak - 2)
-            )
+            n = max(self.streak, self.flaps)  # a call that proves itself, then drops: grow
+            base = o.first_retry_delay if n == 1 else o.retry_interval * 2 ** (n - 2)
             delay = min(base, o.max_backoff) * (0.5 + self.core.rng.random())
         self.deadline = self.core.now + delay

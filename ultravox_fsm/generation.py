@@ -23,7 +23,6 @@ class Generation:
     state: Gen = Gen.UNDECIDED
     text: str = ""
     pushed: str = ""
-    first_text: str | None = None
     first_output_at: float | None = None
     final_seen: bool = False
     drain_deadline: float | None = None

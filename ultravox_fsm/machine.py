@@ -21,8 +21,20 @@ from . import commands as cmd
 from . import events as ev
 from . import wire
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .request import Expiry
 from .runner import Core, EngineOptions, Refused, Step
-from .states import CONNECTION, GENERATING, LIVE, Conn, ConnTrigger, Req, ReqTrigger, State, Trigger
+from .states import (
+    CONNECTION,
+    GENERATING,
+    LIVE,
+    Conn,
+    ConnTrigger,
+    Gen,
+    Req,
+    ReqTrigger,
+    State,
+    Trigger,
+)
 from .turns import Turns
 
 if TYPE_CHECKING:  # mypy checks that each model implements its table's effects and guards
@@ -289,9 +301,13 @@ class Engine:
             if request.state is Req.SWALLOWING:
                 t.requests.fire(request, ReqTrigger.WINDOW_CLOSED)
             elif request.state is Req.QUEUED:
-                t.requests.fire(request, ReqTrigger.TIME_OUT, "no call became live in time")
+                t.requests.fire(request, ReqTrigger.TIME_OUT, Expiry("no call became live in time"))
             else:
-                t.requests.fire(request, ReqTrigger.TIME_OUT, "timed out waiting for the reply")
+                gen = t.gen
+                undecided = gen is not None and gen.state is Gen.UNDECIDED
+                open_until = (gen.decide_by or now) if gen is not None and undecided else None
+                expiry = Expiry("timed out waiting for the reply", open_until)
+                t.requests.fire(request, ReqTrigger.TIME_OUT, expiry)
         gen = t.gen
         if gen is not None and gen.decide_by is not None and gen.decide_by <= now:
             gen.consider(final=True)

@@ -6,7 +6,8 @@ The GENERATION table decides on the `Verdict` this returns (see the Ownership ru
 * reply: the server echoed its text as a user transcript with ordinal N; a generation whose
   ordinal is above N answers it (or, before the generation's ordinal is known, one that opened
   after the echo).
-* say: the generation's first words match the forced message's text.
+* say: the generation's words match the forced message's text (a prefix of it counts once it
+  has ``SAY_WORDS`` words, or is the whole text: one short word is no evidence).
 * interrupt: only the generation right after its echo (N + 1): the server's reply to our
   interrupt under the reading "``immediate`` interrupts and replies".
 
@@ -29,7 +30,7 @@ class Evidence(Protocol):
     """What a generation shows about itself."""
 
     ordinal: int | None
-    first_text: str | None
+    text: str
     opened_after_echo: frozenset[str]
 
 
@@ -50,10 +51,15 @@ class Verdict:
 def answers(request: Request, gen: Evidence) -> bool | None:
     """Does ``gen`` answer ``request``? None: not known yet."""
     if request.kind == "say":
-        if gen.first_text is None:
+        said, heard = norm(request.text), norm(gen.text)
+        if not heard:
             return None
-        said, heard = norm(request.text), norm(gen.first_text)
-        return said.startswith(heard) or heard.startswith(said)
+        if heard.startswith(said):
+            return True
+        if not said.startswith(heard):
+            return False
+        enough = len(heard.split()) >= min(SAY_WORDS, len(said.split()))
+        return True if enough else None
     echo = request.echo_ordinal
     if echo is not None and gen.ordinal is not None:
         return gen.ordinal == echo + 1 if request.kind == "interrupt" else gen.ordinal > echo
@@ -62,11 +68,14 @@ def answers(request: Request, gen: Evidence) -> bool | None:
     return None
 
 
-def _rank(request: Request) -> tuple[bool, bool, int]:
+SAY_WORDS = 3
+
+
+def _rank(ranked: tuple[int, Request]) -> tuple[bool, bool, int]:
     """Higher wins: a request still awaited over an abandoned one, a user's over an internal
-    one, then the newest echo."""
-    echo = request.echo_ordinal if request.echo_ordinal is not None else -1
-    return (request.state is not Req.SWALLOWING, not request.internal, echo)
+    one, then the newest (requests come in the order they were made)."""
+    made, request = ranked
+    return (request.state is not Req.SWALLOWING, not request.internal, made)
 
 
 def evaluate(requests: Iterable[Request], gen: Evidence, *, final: bool) -> Verdict:
@@ -93,5 +102,9 @@ def evaluate(requests: Iterable[Request], gen: Evidence, *, final: bool) -> Verd
         answered = [min(unknown_live, key=lambda r: r.internal)]
     if not answered:
         return Verdict()
-    owner = max(answered, key=_rank)
+    says = [r for r in answered if r.kind == "say"]
+    if says:  # the forced message's own words: it is that say's, and no reply to anyone else
+        _, owner = max(enumerate(says), key=_rank)
+        return Verdict(owner=owner)
+    _, owner = max(enumerate(answered), key=_rank)
     return Verdict(owner=owner, merged=tuple(r for r in answered if r is not owner))

@@ -23,6 +23,15 @@ DEFAULT_REPLY_PROMPT = "<instruction>Respond to the user now.</instruction>"
 INTERRUPT_MESSAGE = wire.UserTextMessage(text="", urgency="immediate", defer_response=True)
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """A request's deadline passed: why, and until when an undecided generation that may be
+    its reply stays open (None: there is none)."""
+
+    reason: str
+    open_until: float | None = None
+
+
 def norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
@@ -98,6 +107,9 @@ class Request:
     def carries_words(self, data: Any) -> bool:
         return self.words
 
+    def answer_may_be_open(self, data: Expiry) -> bool:
+        return data.open_until is not None
+
     # --- effects ----------------------------------------------------------------------------
 
     def put_on_wire(self, data: Any) -> None:
@@ -136,9 +148,15 @@ class Request:
     def swallow(self, data: Any) -> None:
         self.deadline = self.core.now + self.core.options.late_reply_window
 
-    def fail_and_swallow(self, data: str) -> None:
-        self.fail(data)
+    def fail_and_swallow(self, data: Expiry) -> None:
+        self.fail(data.reason)
         self.swallow(data)
+
+    def expire(self, data: Expiry) -> None:
+        self.fail(data.reason)
+
+    def postpone(self, data: Expiry) -> None:
+        self.deadline = data.open_until
 
     def requeue(self, data: Any) -> None:
         """Back in the queue for the next call. If the server echoed a reply request, the new

@@ -83,8 +83,6 @@ class Utterances(TurnBase):
             text = gen.text
         if text:
             self.mark_output(gen)
-            if gen.first_text is None:
-                gen.first_text = text
             self.push_text(gen, text)
         gen.consider(final=False)
         if data.final:

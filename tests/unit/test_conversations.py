@@ -168,7 +168,8 @@ def test_say_claims_the_generation_whose_words_match() -> None:
     assert sent(out) == [
         b'{"type":"forced_agent_message","content":"Thanks for calling.","uninterruptible":false}'
     ]
-    out = d(agent(1, text="Thanks"))
+    assert not any(isinstance(c, cmd.AnnounceGeneration) for c in d(agent(1, text="Thanks")))
+    out = d(agent(1, text="Thanks for calling"))  # three words are evidence, one is not
     assert cmd.AnnounceGeneration(gen_id="c1-gen1", request_id="s1") in out
 
 

@@ -149,3 +149,67 @@ def test_7_retry_after_is_capped_and_queued_requests_time_out(retry_after: float
     out = d.tick(15.0) + d.tick(30.0)
     assert cmd.FailRequest(request_id="r1", reason="no call became live in time") in out
     assert names(out).count("StartCall") == 1  # the capped backoff is over by 30 s
+
+
+# --- found by the adversarial review after the rewrite (each reproduced first) ----------------
+
+
+def test_a_newer_say_owns_its_words_over_an_older_echoed_reply_request() -> None:
+    d = Driver()
+    d.live()
+    d(ev.ReplyRequested(request_id="r1", instructions="x"))
+    d(user(0, "<instruction>x</instruction>", medium="text"))
+    d(ev.SayRequested(request_id="s1", text="Please hold while I transfer you."))
+    out = d(agent(1, text="Please hold while I transfer you.", final=True))
+    assert cmd.AnnounceGeneration(gen_id="c1-gen1", request_id="s1") in out
+    assert not any(isinstance(c, cmd.EndRequest) for c in out)  # r1 still waits for its reply
+    d(STATE["listening"])
+    out = d(agent(2, text="Here is x"))
+    assert cmd.AnnounceGeneration(gen_id="c1-gen2", request_id="r1") in out
+
+
+def test_a_one_word_prefix_is_no_evidence_for_a_say() -> None:
+    d = Driver()
+    d.live()
+    d(ev.SayRequested(request_id="s1", text="I'm transferring you now to billing."))
+    d(user(0, "what time is it"))
+    out = d(agent(1, delta="I"))  # the server's answer to the user, not the forced message
+    assert not any(isinstance(c, cmd.AnnounceGeneration) for c in out)
+    out = d(agent(1, delta=" think it is noon."))
+    assert cmd.AnnounceGeneration(gen_id="c1-gen1", request_id=None) in out
+
+
+def test_a_call_created_after_the_options_changed_is_not_replaced() -> None:
+    d = Driver(EngineOptions(seed=1))
+    assert d(ev.RestartRequested(reason="instructions changed")) == []  # the call is created
+    d(ev.CallFailed(detail="HTTP 503", retryable=True, status=503))
+    deadline = d.engine.next_deadline()
+    assert deadline is not None
+    assert names(d.tick(deadline)) == ["StartCall"]  # built from the current options
+    assert "StartCall" not in names(d.live("c2"))
+
+
+def test_a_reply_that_began_before_the_timeout_is_not_failed_by_it() -> None:
+    d = Driver(EngineOptions(reply_timeout=15.0))
+    d.live()
+    d(ev.ReplyRequested(request_id="r1", instructions="x"))
+    d(ev.AgentAudio(data=b"\1\0"), at=14.9)  # its reply starts; the echo is late
+    d(user(0, "<instruction>x</instruction>", medium="text"), at=14.95)
+    assert not [c for c in d.tick(15.0) if isinstance(c, cmd.FailRequest)]
+    out = d(agent(1, text="Here is x"), at=15.1)
+    assert cmd.AnnounceGeneration(gen_id="c1-gen1", request_id="r1") in out
+
+
+def test_calls_that_prove_themselves_then_drop_at_once_back_off_anyway() -> None:
+    d = Driver(EngineOptions(seed=2, max_retry=3))
+    delays = []
+    for n in range(8):
+        d.live(f"c{n}")
+        d(agent(0, text="Hi", final=True))  # a turn completes: the call proved itself
+        d(ev.SocketClosed(call_id=f"c{n}", code=1011))
+        deadline = d.engine.next_deadline()
+        assert deadline is not None
+        delays.append(deadline - d.now)
+        d.tick(deadline)
+    assert d.engine.state is not State.CLOSED  # proved calls cost no budget
+    assert delays[-1] > 10 * delays[0]  # but a flapping server is not hammered

@@ -170,3 +170,21 @@ async def test_a_stale_pong_releases_nothing_and_pings_are_bounded() -> None:
     box.confirm(0.0)  # older than any ping
     assert len(frames(ws)) <= 4
     assert len(box._pings) <= 64
+
+
+async def test_lost_pongs_do_not_stall_input_audio_for_the_rest_of_the_call() -> None:
+    ws = FakeSocket()
+    box = outbox_on(ws, max_audio_bytes=6400)
+    answered = lost = 0
+    for _ in range(400):
+        box.put(b"\0" * 640)
+        stamps = pings(ws)
+        while answered < len(stamps) - 1:  # a slow server: one pong behind
+            answered += 1
+            if answered == 5:
+                lost += 1  # this pong is lost in transit
+                continue
+            box.confirm(stamps[answered - 1])
+        await asyncio.sleep(0)
+    assert lost == 1
+    assert len([f for f in frames(ws) if isinstance(f, bytes)]) > 300

@@ -18,7 +18,7 @@ from ultravox_fsm import wire
 from ultravox_fsm.connection import Connection
 from ultravox_fsm.generation import Generation
 from ultravox_fsm.ownership import Verdict
-from ultravox_fsm.request import Outgoing, Request, Requests
+from ultravox_fsm.request import Expiry, Outgoing, Request, Requests
 from ultravox_fsm.runner import Core, EngineOptions, Refused
 from ultravox_fsm.states import CONNECTION, GENERATION, REQUEST, Conn, Gen, Req, Table
 
@@ -62,7 +62,7 @@ DATA: dict[str, list[Any]] = {
     "answer": ["g1"],
     "merge": ["g1"],
     "late_reply": ["g1"],
-    "time_out": ["timed out"],
+    "time_out": [Expiry("timed out"), Expiry("timed out", open_until=3.0)],
     "fail": ["the call ended"],
     "evict": ["too many"],
     "replace": ["tools changed"],

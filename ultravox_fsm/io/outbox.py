@@ -45,9 +45,9 @@ class Outbox:
         "_confirmed",
         "_held",
         "_max_audio_bytes",
-        "_pinged",
         "_pings",
         "_queue",
+        "_since_ping",
         "_task",
         "_warned",
         "_written",
@@ -64,7 +64,7 @@ class Outbox:
         self._held: deque[bytes] = deque()  # audio waiting for the server to confirm reads
         self._written = 0  # audio bytes handed to the socket
         self._confirmed: int | None = None  # audio bytes the server confirmed reading
-        self._pinged = 0  # _written when the last ping went out
+        self._since_ping = 0  # audio bytes put (written or held) since the last ping
         self._pings: deque[tuple[float, int]] = deque()  # (timestamp, _written) per ping
 
     def attach(self, ws: Socket | None) -> None:
@@ -72,7 +72,7 @@ class Outbox:
         self._ws = ws
         self._clear()
         self._warned = False
-        self._written = self._pinged = 0
+        self._written = self._since_ping = 0
         self._confirmed = None
         self._pings.clear()
         if self._task is not None:
@@ -80,23 +80,22 @@ class Outbox:
             self._task = None
 
     def put(self, frame: Frame) -> None:
-        if type(frame) is bytes:
-            confirmed = self._confirmed
-            if self._held or (
-                confirmed is not None and self._written - confirmed >= self._max_audio_bytes
-            ):
-                self._held.append(frame)
-                self._audio_bytes += len(frame)
-                self._bound()
-                return
-            self._write_audio(frame)
+        if type(frame) is not bytes:
+            self._write(frame)
             return
-        self._write(frame)
-
-    def _write_audio(self, frame: bytes) -> None:
-        self._written += len(frame)
-        self._write(frame)
-        if self._written - self._pinged >= self._max_audio_bytes // 2:
+        confirmed = self._confirmed
+        if self._held or (
+            confirmed is not None and self._written - confirmed >= self._max_audio_bytes
+        ):
+            self._held.append(frame)
+            self._audio_bytes += len(frame)
+            self._bound()
+        else:
+            self._written += len(frame)
+            self._write(frame)
+        # Pings go on while audio is held too: a lost pong must not hold it for good.
+        self._since_ping += len(frame)
+        if self._since_ping >= self._max_audio_bytes // 2:
             self._ping()
 
     def confirm(self, timestamp: float) -> None:
@@ -109,12 +108,13 @@ class Outbox:
                 break
             frame = self._held.popleft()
             self._audio_bytes -= len(frame)
-            self._write_audio(frame)
+            self._written += len(frame)
+            self._write(frame)
 
     def _ping(self) -> None:
         last = self._pings[-1][0] if self._pings else 0.0
         stamp = max(round(time.time(), 3), last + 0.001)
-        self._pinged = self._written
+        self._since_ping = 0
         self._pings.append((stamp, self._written))
         if len(self._pings) > 64:  # a server that never answers: forget the oldest
             self._pings.popleft()
