@@ -3,7 +3,10 @@
 The stand-in server runs in a separate process (`ultravox-fsm serve`), so only client CPU
 (`time.process_time`) is counted. Each turn asks for a reply of ~120 words: as many transcript
 deltas and ~360 agent audio frames (24 kHz, 20 ms). Then 16 kHz input audio is pushed in 20 ms
-frames. Clients run in alternating order, ROUNDS times; medians and ratios are printed.
+frames. Clients run in alternating order, ROUNDS times; medians and ratios are printed. Both
+delivery modes are measured in one run: the stand-in writing every frame on its own, and
+``serve --burst``, which writes what a loop iteration sends in one socket write, as a real server
+does with a reply that runs ahead of playback (issue 15).
 
     python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000]
 """
@@ -146,8 +149,10 @@ async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, floa
     return cpu_turns / turns, cpu_frames / frames
 
 
-async def measure(base_url: str, turns: int, rounds: int, frames: int) -> dict[str, Any]:
-    """Alternating rounds of the three clients, then idle memory of the two libraries."""
+async def measure(
+    base_url: str, turns: int, rounds: int, frames: int, memory: bool
+) -> dict[str, Any]:
+    """Alternating rounds of the three clients, then (if asked) idle memory of the libraries."""
     from livekit.plugins import ultravox as seed
 
     import ultravox_fsm
@@ -171,52 +176,59 @@ async def measure(base_url: str, turns: int, rounds: int, frames: int) -> dict[s
         for r in range(rounds):
             for name in names[r % 3 :] + names[: r % 3]:
                 results[name].append(await clients[name]())
-        memory = {name: await idle_memory(make(), 20) for name, make in models.items()}
-    return {"results": results, "memory": memory}
+        kept = (
+            {name: await idle_memory(make(), 20) for name, make in models.items()} if memory else {}
+        )
+    return {"results": results, "memory": kept}
 
 
-async def main(turns: int, rounds: int, frames: int) -> None:
+async def serve_and_measure(burst: bool, turns: int, rounds: int, frames: int) -> dict[str, Any]:
+    """Runs the stand-in in its own process (``--burst`` or not) and measures against it."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ultravox_fsm",
-            "serve",
-            "--port",
-            str(port),
-            "--playback-speed",
-            "1000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)]
+    command += ["--playback-speed", "1000"] + (["--burst"] if burst else [])
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert server.stdout is not None
         server.stdout.readline()
-        measured = await measure(f"http://127.0.0.1:{port}/api", turns, rounds, frames)
+        base_url = f"http://127.0.0.1:{port}/api"
+        return await measure(base_url, turns, rounds, frames, memory=not burst)
     finally:
         server.terminate()
         server.wait()
+
+
+async def main(turns: int, rounds: int, frames: int) -> None:
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{turns} turns x {rounds} rounds, {frames} pushed frames"
+    )
+    for burst in (False, True):
+        measured = await serve_and_measure(burst, turns, rounds, frames)
+        mode = "burst delivery (serve --burst)" if burst else "frame-by-frame delivery"
+        report(mode, measured)
+
+
+def report(mode: str, measured: dict[str, Any]) -> None:
     results, memory = measured["results"], measured["memory"]
     med: dict[str, tuple[float, float]] = {
         name: (statistics.median(t for t, _ in rs), statistics.median(f for _, f in rs))
         for name, rs in results.items()
     }
-    print(
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{turns} turns x {rounds} rounds, {frames} pushed frames"
-    )
+    print(f"\n== {mode}")
     print(f"{'client':18} {'CPU ms / turn':>14} {'CPU us / pushed frame':>22}")
     for name, (turn, frame) in med.items():
         print(f"{name:18} {turn * 1e3:14.2f} {frame * 1e6:22.2f}")
     ours, theirs, floor = med["ultravox_fsm"], med["seed 1.8.9"], med["floor (aiohttp)"]
-    print(f"\nseed / ours, per turn: {theirs[0] / ours[0]:.2f}x", end="   ")
+    print(f"seed / ours, per turn: {theirs[0] / ours[0]:.2f}x", end="   ")
     print(f"ours / floor, per turn: {ours[0] / floor[0]:.2f}x")
     print(f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x", end="   ")
     print(f"ours / floor: {ours[1] / floor[1]:.2f}x")
-    ours_kib, seed_kib = memory["ultravox_fsm"] / 1024, memory["seed 1.8.9"] / 1024
-    print(f"memory per idle connected session: ours {ours_kib:.1f} KiB, seed {seed_kib:.1f} KiB")
+    if memory:
+        ours_kib, seed_kib = memory["ultravox_fsm"] / 1024, memory["seed 1.8.9"] / 1024
+        print(
+            f"memory per idle connected session: ours {ours_kib:.1f} KiB, seed {seed_kib:.1f} KiB"
+        )
 
 
 if __name__ == "__main__":

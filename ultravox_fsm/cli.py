@@ -82,10 +82,11 @@ def _speed(text: str) -> float:
     return speed
 
 
-async def _serve(port: int, greeting: str | None, playback_speed: float) -> None:
+async def _serve(port: int, greeting: str | None, playback_speed: float, burst: bool) -> None:
     from .testing.server import Scenario, StandInServer
 
-    server = StandInServer(Scenario(greeting=greeting, playback_speed=playback_speed), port=port)
+    scenario = Scenario(greeting=greeting, playback_speed=playback_speed, burst=burst)
+    server = StandInServer(scenario, port=port)
     try:
         await server.start()
     except OSError as exc:
@@ -185,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how fast the modelled client plays agent audio (default 1: real time; "
         "benchmarks use 1000)",
     )
+    serve.add_argument(
+        "--burst",
+        action="store_true",
+        help="write what a call sends in one loop iteration in one socket write, as a "
+        "server under load does (default: one write per frame)",
+    )
     greeting = serve.add_mutually_exclusive_group()
     greeting.add_argument(
         "--greeting",
@@ -221,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         return _render(args.trace, args.output)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args.port, args.greeting, args.playback_speed))
+            asyncio.run(_serve(args.port, args.greeting, args.playback_speed, args.burst))
         return 0
     return _demo(args)
 

@@ -1,4 +1,13 @@
-"""The streams of one agent message, as LiveKit consumes them."""
+"""The streams of one agent message, as LiveKit consumes them.
+
+Ultravox sends a reply ahead of playback, so its frames and deltas arrive in bursts: many read
+from the socket in one event-loop iteration. Handing each to LiveKit on its own costs an
+`rtc.AudioFrame`, a channel send and a consumer wake-up per 20 ms frame. Instead what arrives
+together is gathered and handed over together, by a callback scheduled with ``call_soon`` when
+the first piece arrives: it runs before the loop next waits for I/O, so nothing that has
+arrived waits for anything that has not. Closing (the generation's end or a barge-in cut)
+hands over what was gathered first, so every frame stays in the generation it arrived in.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +21,28 @@ from livekit.agents import llm, utils
 class GenerationStreams:
     """Text, audio and function-call channels of one generation, closed exactly once."""
 
-    __slots__ = ("audio_ch", "closed", "function_ch", "id", "message_ch", "rate", "text_ch")
+    __slots__ = (
+        "_audio",
+        "_loop",
+        "_scheduled",
+        "_text",
+        "audio_ch",
+        "closed",
+        "function_ch",
+        "id",
+        "message_ch",
+        "rate",
+        "text_ch",
+    )
 
     def __init__(self, gen_id: str, rate: int, audio: bool) -> None:
         self.id = gen_id
         self.rate = rate
         self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._audio: list[bytes] = []  # PCM arrived in this loop iteration, not yet handed over
+        self._text: list[str] = []
+        self._scheduled = False
         self.message_ch = utils.aio.Chan[llm.MessageGeneration]()
         self.function_ch = utils.aio.Chan[llm.FunctionCall]()
         self.text_ch = utils.aio.Chan[str]()
@@ -35,19 +60,39 @@ class GenerationStreams:
 
     def audio(self, data: bytes) -> None:
         if not self.closed:
-            frame = rtc.AudioFrame(data, self.rate, 1, len(data) // 2)
-            self.audio_ch.send_nowait(frame)
+            self._audio.append(data)
+            if not self._scheduled:
+                self._schedule()
 
     def text(self, text: str) -> None:
         if not self.closed:
-            self.text_ch.send_nowait(text)
+            self._text.append(text)
+            if not self._scheduled:
+                self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand what arrived since the last flush to LiveKit: one frame, one text piece."""
+        self._scheduled = False
+        if self._audio:
+            pcm = self._audio[0] if len(self._audio) == 1 else b"".join(self._audio)
+            self._audio.clear()
+            self.audio_ch.send_nowait(rtc.AudioFrame(pcm, self.rate, 1, len(pcm) // 2))
+        if self._text:
+            self.text_ch.send_nowait("".join(self._text))
+            self._text.clear()
 
     def call(self, call: llm.FunctionCall) -> None:
         if not self.closed:
+            self.flush()  # the text said before the call reaches LiveKit before it
             self.function_ch.send_nowait(call)
 
     def close(self) -> None:
         if not self.closed:
+            self.flush()
             self.closed = True
             for ch in (self.text_ch, self.audio_ch, self.function_ch, self.message_ch):
                 ch.close()

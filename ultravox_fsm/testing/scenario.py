@@ -59,6 +59,9 @@ class Scenario:
     # How fast the modelled client plays agent audio (1.0: real time). Benchmarks raise it so a
     # turn does not last as long as its audio.
     playback_speed: float = 1.0
+    # Write what a call sends in one loop iteration in one socket write (`burst.BurstWriter`),
+    # as a server under load does, instead of one write per frame.
+    burst: bool = False
 
 
 @dataclass

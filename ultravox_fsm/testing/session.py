@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import WSMsgType, web
 
+from .burst import BurstWriter
 from .calls import first_speaker_settings, now, seconds
 from .playback import FRAME_MS, Playback, tone
 from .scenario import CallRecord, Reply
@@ -83,6 +84,7 @@ class CallSession:
         self.voice_ms = 0
         self.silence_ms = 0
         self.queue: asyncio.Queue[_Turn] = asyncio.Queue()
+        self.burst = BurstWriter(ws) if self.scenario.burst else None
 
     @staticmethod
     def _tool_names(body: dict[str, Any]) -> list[str]:
@@ -97,7 +99,10 @@ class CallSession:
     async def send(self, message: dict[str, Any]) -> None:
         """Send a data message unless ``medium.serverWebSocket.dataMessages`` turned it off."""
         if message["type"] in self.enabled and not self.ws.closed:
-            await self.ws.send_str(json.dumps(message))
+            if self.burst is not None:
+                self.burst.put(json.dumps(message))
+            else:
+                await self.ws.send_str(json.dumps(message))
 
     async def state(self, state: str) -> None:
         await self.send({"type": "state", "state": state})
@@ -120,6 +125,8 @@ class CallSession:
 
     async def end(self, reason: str, code: int = 1000) -> None:
         self.record.end_reason = self.record.end_reason or reason
+        if self.burst is not None:
+            self.burst.flush()
         await self.ws.close(code=code)
 
     # --- the call -----------------------------------------------------------------------------
@@ -321,6 +328,8 @@ class CallSession:
         except Exception as exc:
             if self.server.callback_error is None:
                 self.server.callback_error = exc
+            if self.burst is not None:
+                self.burst.flush()
             task = asyncio.ensure_future(self.ws.close(code=1011))
             self.server.background.add(task)
             task.add_done_callback(self.server.background.discard)
@@ -428,7 +437,10 @@ class CallSession:
             if self.ws.closed:
                 return sent
             chunk = pcm[i : i + frame]
-            await self.ws.send_bytes(chunk)
+            if self.burst is not None:
+                self.burst.put(chunk)
+            else:
+                await self.ws.send_bytes(chunk)
             ms = len(chunk) / 2 * 1000 / self.out_rate
             self.playback.sent(ms)
             sent += ms
@@ -441,5 +453,6 @@ class CallSession:
                 if transport is not None:
                     transport.abort()
                 raise asyncio.CancelledError
-            await asyncio.sleep(0)
+            if self.burst is None:
+                await asyncio.sleep(0)
         return sent
