@@ -148,6 +148,8 @@ class CallSession:
                     await self.on_audio(msg.data)
                 elif msg.type is WSMsgType.TEXT:
                     await self.on_text(json.loads(msg.data))
+        except ConnectionError:
+            pass  # the client went away mid-answer: the call ends, as a hang-up
         finally:
             for task in (opener, worker, self.speaking):
                 if task is not None:
