@@ -91,7 +91,6 @@ class Asks(Utterances):
             self.flush_context()
             message = wire.UserTextMessage(text=text, urgency="soon")
         request = Request(data.request_id, kind, message, self.core, self.outgoing, words=words)
-        request.deadline = self.core.now + self.core.options.reply_timeout
         self.requests.add(request)
         if self.live:
             self.requests.fire(request, ReqTrigger.SEND)

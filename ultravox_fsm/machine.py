@@ -305,7 +305,9 @@ class Engine:
             else:
                 gen = t.gen
                 undecided = gen is not None and gen.state is Gen.UNDECIDED
-                open_until = (gen.decide_by or now) if gen is not None and undecided else None
+                open_until = None
+                if gen is not None and undecided:
+                    open_until = gen.decide_by if gen.decide_by is not None else now
                 expiry = Expiry("timed out waiting for the reply", open_until)
                 t.requests.fire(request, ReqTrigger.TIME_OUT, expiry)
         gen = t.gen

@@ -84,9 +84,14 @@ class Request:
     # The text is the user's own words (a chat message), not an instruction or a prompt.
     words: bool = False
     state: Req = Req.QUEUED
+    # Queued: ``reply_timeout`` from when it was made; each send and end moves or clears it.
     deadline: float | None = None
     echo_ordinal: int | None = None
     sends: int = 0
+
+    def __post_init__(self) -> None:
+        if self.deadline is None:
+            self.deadline = self.core.now + self.core.options.reply_timeout
 
     @property
     def text(self) -> str:

@@ -64,9 +64,8 @@ class Turns(Asks):
             resume = Request(
                 f"resume-{self.call_seq}", "reply", message, self.core, self.outgoing, internal=True
             )
-            resume.deadline = self.core.now + self.core.options.reply_timeout
             self.requests.add(resume)
-            self.outgoing.unsent.append((message, resume.id))
+            self._evict(self.outgoing.hold(message, resume.id))
 
     def _fail_requests(self, reason: str, *, all_of_them: bool) -> None:
         for request in self.requests:

@@ -99,12 +99,12 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
             case cmd.CloseGeneration():
                 self._close_generation(c)
             case cmd.EndRequest():
-                fut = self._futures.pop(c.request_id, None)
-                if fut is not None and not fut.done():
+                fut = self._waiting(c.request_id)
+                if fut is not None:
                     fut.set_result(empty_generation(f"{c.answered_by}-merged-{c.request_id}"))
             case cmd.FailRequest():
-                fut = self._futures.pop(c.request_id, None)
-                if fut is not None and not fut.done():
+                fut = self._waiting(c.request_id)
+                if fut is not None:
                     fut.set_exception(llm.RealtimeError(c.reason))
             case cmd.UserTranscript():
                 if c.final:
@@ -137,8 +137,8 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
         if c.request_id is None:
             self.emit("generation_created", gen.event(user_initiated=False))
             return
-        fut = self._futures.pop(c.request_id, None)
-        if fut is not None and not fut.done():
+        fut = self._waiting(c.request_id)
+        if fut is not None:
             fut.set_result(gen.event(user_initiated=True))
         else:
             gen.close()
@@ -173,6 +173,11 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
                 if isinstance(owner, AgentActivity) and owner.session not in found:
                     found.append(owner.session)
         return found
+
+    def _waiting(self, request_id: str) -> asyncio.Future[llm.GenerationCreatedEvent] | None:
+        """The caller's future for ``request_id``, taken, if it still waits for an outcome."""
+        fut = self._futures.pop(request_id, None)
+        return fut if fut is not None and not fut.done() else None
 
     def _remember(self, item: llm.ChatItem) -> None:
         """What the call's history holds, for `chat_ctx` and a call that must start over."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -36,7 +37,7 @@ class CallHost(CommandEffects):
     _tools: llm.ToolContext
     _tool_defs: list[dict[str, Any]]
     _trace: TraceWriter | None
-    _audio_ring: Any
+    _audio_ring: deque[bytes]
 
     def http(self) -> aiohttp.ClientSession:
         if self._model._http_session is not None:

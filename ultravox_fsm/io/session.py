@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
-import msgspec
 import numpy as np
 from livekit import rtc
 from livekit.agents import llm, utils
@@ -29,7 +28,7 @@ from ..errors import LocalProtocolError
 from ..machine import Engine, Step
 from ..states import State, Trigger
 from ..trace import TraceWriter
-from .checks import check_forced_tools
+from .checks import check_forced_tools, check_json
 from .host import CallHost
 from .outbox import Outbox
 from .streams import GenerationStreams
@@ -164,10 +163,7 @@ class RealtimeSession(CallHost):
         defs = to_selected_tools(
             tools, timeout=self._opts.tool_timeout, settings=self._opts.tool_settings
         )
-        try:
-            msgspec.json.encode(defs)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise ValueError(f"a tool's schema cannot be sent to Ultravox as JSON: {exc}") from None
+        check_json("a tool's schema", defs)
         self._tools = llm.ToolContext(tools)
         if defs != self._tool_defs:
             self._tool_defs = defs
