@@ -118,6 +118,21 @@ class Engine:
             return None
         return gen.id
 
+    def merges(self, message: wire.Transcript) -> bool:
+        """Whether ``message`` only appends text to the open generation, which is decided: such
+        deltas in a row (same ordinal) may reach `receive` as one delta with the same effect
+        (the data path below; an undecided generation weighs each delta as evidence)."""
+        t = self._turns
+        gen = t.gen
+        return (
+            wire.agent_delta(message) is not None
+            and gen is not None
+            and gen.state is not Gen.UNDECIDED
+            and t.state in GENERATING
+            and not t.stale_ordinal(message)
+            and t.continues_generation(message)
+        )
+
     @property
     def pending_invocations(self) -> frozenset[str]:
         return frozenset(self._turns.invocations)

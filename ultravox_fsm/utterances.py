@@ -53,7 +53,7 @@ class Utterances(TurnBase):
             self.last_closed_ordinal = max(self.last_closed_ordinal, gen.ordinal)
         if gen.pushed != gen.text and gen.text.startswith(gen.pushed) and not interrupted:
             self.push_text(gen, gen.text)
-        if not interrupted and not gen.muted:
+        if not interrupted and not gen.muted and not self.conn.proved:
             self.core.fire(CONNECTION, self.conn, ConnTrigger.PROVED)
         self.core.emit(
             cmd.CloseGeneration(

@@ -125,6 +125,13 @@ class Transcript(Message, kw_only=True):
     ordinal: int | None = None
 
 
+def agent_delta(message: Transcript) -> str | None:
+    """The text a non-final agent transcript appends when it carries only a delta, else None."""
+    if message.role == "agent" and message.text is None and not message.final:
+        return message.delta
+    return None
+
+
 class ClientToolInvocation(Message, kw_only=True):
     tool_name: str
     invocation_id: str

@@ -7,7 +7,7 @@ import asyncio
 from livekit import rtc
 from livekit.agents import llm
 
-from ultravox_fsm.io.streams import GenerationStreams
+from ultravox_fsm.io.streams import Burst, GenerationStreams
 
 
 def drain(gen: GenerationStreams) -> tuple[list[bytes], list[str]]:
@@ -28,7 +28,7 @@ def drain(gen: GenerationStreams) -> tuple[list[bytes], list[str]]:
 
 
 async def test_what_arrives_in_one_iteration_is_one_frame_and_one_text_piece() -> None:
-    gen = GenerationStreams("g", 24000, audio=True)
+    gen = GenerationStreams("g", 24000, audio=True, burst=Burst())
     for i in range(5):
         gen.audio(bytes([i]) * 4)
         gen.text(f"w{i} ")
@@ -40,7 +40,7 @@ async def test_what_arrives_in_one_iteration_is_one_frame_and_one_text_piece() -
 
 
 async def test_one_frame_per_iteration_when_frames_arrive_one_at_a_time() -> None:
-    gen = GenerationStreams("g", 24000, audio=True)
+    gen = GenerationStreams("g", 24000, audio=True, burst=Burst())
     got: list[bytes] = []
     for i in range(3):
         gen.audio(bytes([i]) * 2)
@@ -50,7 +50,7 @@ async def test_one_frame_per_iteration_when_frames_arrive_one_at_a_time() -> Non
 
 
 async def test_the_frame_has_the_generations_rate_and_all_samples() -> None:
-    gen = GenerationStreams("g", 24000, audio=True)
+    gen = GenerationStreams("g", 24000, audio=True, burst=Burst())
     gen.audio(b"\1\0" * 480)
     gen.audio(b"\2\0" * 480)
     await asyncio.sleep(0)
@@ -59,7 +59,7 @@ async def test_the_frame_has_the_generations_rate_and_all_samples() -> None:
 
 
 async def test_a_cut_hands_over_what_arrived_before_it_and_nothing_after() -> None:
-    gen = GenerationStreams("g", 24000, audio=True)
+    gen = GenerationStreams("g", 24000, audio=True, burst=Burst())
     gen.audio(b"\1\1")
     gen.text("before")
     gen.close()  # a barge-in cut or the generation's end, in the same iteration
@@ -71,10 +71,10 @@ async def test_a_cut_hands_over_what_arrived_before_it_and_nothing_after() -> No
 
 
 async def test_next_generations_frames_stay_out_of_the_previous_one() -> None:
-    first = GenerationStreams("a", 24000, audio=True)
+    first = GenerationStreams("a", 24000, audio=True, burst=Burst())
     first.audio(b"\1\1")
     first.close()
-    second = GenerationStreams("b", 24000, audio=True)
+    second = GenerationStreams("b", 24000, audio=True, burst=Burst())
     second.audio(b"\2\2")
     await asyncio.sleep(0)
     assert drain(first)[0] == [b"\1\1"]
@@ -82,7 +82,7 @@ async def test_next_generations_frames_stay_out_of_the_previous_one() -> None:
 
 
 async def test_text_said_before_a_tool_call_is_handed_over_before_it() -> None:
-    gen = GenerationStreams("g", 24000, audio=False)
+    gen = GenerationStreams("g", 24000, audio=False, burst=Burst())
     gen.text("let me check")
     gen.call(llm.FunctionCall(call_id="c", name="lookup", arguments="{}"))
     assert gen.text_ch.recv_nowait() == "let me check"

@@ -22,7 +22,7 @@ from .. import wire
 from ..machine import Engine
 from .options import Options
 from .outbox import Outbox
-from .streams import GenerationStreams, empty_generation
+from .streams import Burst, GenerationStreams, empty_generation
 from .supervisor import CallSupervisor
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
     _chat_ctx: llm.ChatContext
     _known_ids: set[str]
     _gens: dict[str, GenerationStreams]
+    _burst: Burst
     _futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]]
     _audio_sink: GenerationStreams | None
     _audio_live: bool
@@ -81,7 +82,7 @@ class CommandEffects(llm.RealtimeSession[RawEvents]):
             case cmd.OpenGeneration():
                 audio = self._opts.output_medium == "voice"
                 self._gens[c.gen_id] = GenerationStreams(
-                    c.gen_id, self._opts.output_sample_rate, audio
+                    c.gen_id, self._opts.output_sample_rate, audio, self._burst
                 )
             case cmd.AnnounceGeneration():
                 self._announce(c)

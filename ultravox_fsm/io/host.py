@@ -38,6 +38,8 @@ class CallHost(CommandEffects):
     _tool_defs: list[dict[str, Any]]
     _trace: TraceWriter | None
     _audio_ring: deque[bytes]
+    _deltas: list[str]  # a burst's agent deltas held back, fed to the engine as one
+    _delta_ordinal: int | None
 
     def http(self) -> aiohttp.ClientSession:
         if self._model._http_session is not None:
@@ -93,13 +95,37 @@ class CallHost(CommandEffects):
         if type(message) is wire.Pong:  # transport flow control; nothing for the engine
             self._outbox.confirm(message.timestamp)
             return
+        if type(message) is wire.Transcript:
+            delta = wire.agent_delta(message)
+            if delta is not None:
+                if self._deltas and message.ordinal == self._delta_ordinal:
+                    self._deltas.append(delta)  # the run goes on; the engine has not moved
+                    return
+                if self._engine.merges(message):
+                    self._hold(message.ordinal, delta)
+                    return
         self._receive(message)
+
+    def _hold(self, ordinal: int | None, delta: str) -> None:
+        """Keep a delta that only appends text until the burst ends or another input comes:
+        120 deltas of a reply then cost one engine input instead of 120."""
+        self._settle()  # a run of another ordinal
+        self._delta_ordinal = ordinal
+        self._deltas.append(delta)
+        self._burst.schedule()
+
+    def _settle(self) -> None:
+        """Feed the engine the held deltas, before any other input and at the burst's end."""
+        if self._deltas:
+            text = "".join(self._deltas)
+            self._deltas.clear()
+            self._receive(wire.Transcript(role="agent", delta=text, ordinal=self._delta_ordinal))
 
     def on_audio(self, data: bytes) -> None:
         if len(data) < 2:
             self._report_once("empty_audio", "ignored an empty or one-byte audio frame")
             return
-        if len(data) % 2:
+        if len(data) & 1:
             self._report_once("odd_audio", "trimmed an odd-length audio frame")
             data = data[:-1]
         sink = self._audio_sink
@@ -108,10 +134,17 @@ class CallHost(CommandEffects):
         else:
             self._receive(ev.AgentAudio(data=data))
 
+    def _on_timer(self) -> None:
+        if self._deltas:
+            self._settle()
+        super()._on_timer()
+
     def report_once(self, kind: str, message: str) -> None:
         self._report_once(kind, message)
 
     def _receive(self, event: ServerInput | ev.AgentAudio) -> None:
+        if self._deltas:
+            self._settle()
         try:
             if isinstance(event, ev.AgentAudio):
                 commands = self._engine.agent_audio(event, self._loop.time())
@@ -130,6 +163,8 @@ class CallHost(CommandEffects):
     def _request(
         self, event: ClientInput, fut: asyncio.Future[llm.GenerationCreatedEvent] | None = None
     ) -> None:
+        if self._deltas:
+            self._settle()
         try:
             commands = self._engine.request(event, self._loop.time())
         except ProtocolError as exc:

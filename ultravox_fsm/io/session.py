@@ -31,7 +31,7 @@ from ..trace import TraceWriter
 from .checks import check_forced_tools, check_json
 from .host import CallHost
 from .outbox import Outbox
-from .streams import GenerationStreams
+from .streams import Burst, GenerationStreams
 from .supervisor import CallSupervisor
 from .tools import to_selected_tools
 
@@ -61,6 +61,9 @@ class RealtimeSession(CallHost):
         self._chat_ctx = llm.ChatContext.empty()
         self._known_ids: set[str] = set()
         self._gens: dict[str, GenerationStreams] = {}
+        self._burst = Burst(self._settle)
+        self._deltas: list[str] = []
+        self._delta_ordinal: int | None = None
         self._futures: dict[str, asyncio.Future[llm.GenerationCreatedEvent]] = {}
         buffered = self._opts.input_sample_rate * 2 * self._opts.audio_buffer_ms // 1000
         self._outbox = Outbox(max_audio_bytes=buffered)

@@ -1,21 +1,57 @@
-"""The streams of one agent message, as LiveKit consumes them.
+"""The streams of one agent message, as LiveKit consumes them, handed over once per burst.
 
 Ultravox sends a reply ahead of playback, so its frames and deltas arrive in bursts: many read
 from the socket in one event-loop iteration. Handing each to LiveKit on its own costs an
 `rtc.AudioFrame`, a channel send and a consumer wake-up per 20 ms frame. Instead what arrives
-together is gathered and handed over together, by a callback scheduled with ``call_soon`` when
-the first piece arrives: it runs before the loop next waits for I/O, so nothing that has
-arrived waits for anything that has not. Closing (the generation's end or a barge-in cut)
-hands over what was gathered first, so every frame stays in the generation it arrived in.
+together is gathered and handed over together at the `Burst`'s end, a callback scheduled with
+``call_soon`` when the first piece arrives: it runs before the loop next waits for I/O, so
+nothing that has arrived waits for anything that has not. Closing (the generation's end or a
+barge-in cut) hands over what was gathered first, so every frame stays in the generation it
+arrived in.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Literal
 
 from livekit import rtc
 from livekit.agents import llm, utils
+
+
+class Burst:
+    """What one event-loop iteration delivered, handed to LiveKit at the iteration's end.
+
+    ``settle`` runs first: the session's adapter feeds the engine what it held back for the
+    burst (coalesced transcript deltas), which may add to the streams flushed after it.
+    """
+
+    __slots__ = ("_dirty", "_loop", "_scheduled", "_settle")
+
+    def __init__(self, settle: Callable[[], None] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._settle = settle
+        self._dirty: list[GenerationStreams] = []
+        self._scheduled = False
+
+    def touch(self, streams: GenerationStreams) -> None:
+        """``streams`` has its first piece since its last flush."""
+        self._dirty.append(streams)
+        self.schedule()
+
+    def schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.end)
+
+    def end(self) -> None:
+        self._scheduled = False
+        if self._settle is not None:
+            self._settle()
+        dirty, self._dirty = self._dirty, []
+        for streams in dirty:
+            streams.flush()
 
 
 class GenerationStreams:
@@ -23,8 +59,7 @@ class GenerationStreams:
 
     __slots__ = (
         "_audio",
-        "_loop",
-        "_scheduled",
+        "_burst",
         "_text",
         "audio_ch",
         "closed",
@@ -35,14 +70,13 @@ class GenerationStreams:
         "text_ch",
     )
 
-    def __init__(self, gen_id: str, rate: int, audio: bool) -> None:
+    def __init__(self, gen_id: str, rate: int, audio: bool, burst: Burst) -> None:
         self.id = gen_id
         self.rate = rate
         self.closed = False
-        self._loop = asyncio.get_running_loop()
-        self._audio: list[bytes] = []  # PCM arrived in this loop iteration, not yet handed over
+        self._burst = burst
+        self._audio: list[bytes] = []  # PCM arrived in this burst, not yet handed over
         self._text: list[str] = []
-        self._scheduled = False
         self.message_ch = utils.aio.Chan[llm.MessageGeneration]()
         self.function_ch = utils.aio.Chan[llm.FunctionCall]()
         self.text_ch = utils.aio.Chan[str]()
@@ -60,23 +94,18 @@ class GenerationStreams:
 
     def audio(self, data: bytes) -> None:
         if not self.closed:
+            if not self._audio and not self._text:
+                self._burst.touch(self)
             self._audio.append(data)
-            if not self._scheduled:
-                self._schedule()
 
     def text(self, text: str) -> None:
         if not self.closed:
+            if not self._audio and not self._text:
+                self._burst.touch(self)
             self._text.append(text)
-            if not self._scheduled:
-                self._schedule()
-
-    def _schedule(self) -> None:
-        self._scheduled = True
-        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand what arrived since the last flush to LiveKit: one frame, one text piece."""
-        self._scheduled = False
         if self._audio:
             pcm = self._audio[0] if len(self._audio) == 1 else b"".join(self._audio)
             self._audio.clear()

@@ -1,0 +1,85 @@
+"""The adapter holds a burst's deltas back and feeds them as one (issue 15): nothing is lost or
+reordered by that, whatever comes next in the same burst."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from livekit.agents import llm
+
+from ultravox_fsm import RealtimeModel, wire
+from ultravox_fsm import events as ev
+from ultravox_fsm.io.session import RealtimeSession
+
+_encode = msgspec.json.Encoder().encode
+
+
+def text(message: wire.ServerMessage) -> str:
+    return _encode(message).decode()
+
+
+def greeting(rt: RealtimeSession, *deltas: str) -> list[llm.GenerationCreatedEvent]:
+    """The agent starts speaking unprompted, then streams ``deltas``, all in one burst."""
+    made: list[llm.GenerationCreatedEvent] = []
+    rt.on("generation_created", made.append)
+    rt.feed_network(ev.Connected(call_id="c1"))
+    rt.on_text(text(wire.State(state="thinking")))
+    rt.on_text(text(wire.Transcript(role="agent", text="Hello", ordinal=1)))
+    rt.on_text(text(wire.State(state="speaking")))
+    for delta in deltas:
+        rt.on_text(text(wire.Transcript(role="agent", delta=delta, ordinal=1)))
+    return made
+
+
+async def texts_of(gen: llm.GenerationCreatedEvent) -> list[str]:
+    pieces: list[str] = []
+    async for message in gen.message_stream:
+        async for piece in message.text_stream:
+            pieces.append(piece)
+    return pieces
+
+
+async def test_a_burst_reaches_livekit_as_one_text_piece_and_the_end_closes_it_whole() -> None:
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        made = greeting(rt, " big", " wide", " world")
+        rt.on_text(text(wire.Transcript(role="agent", delta="!", ordinal=1)))
+        await asyncio.sleep(0)  # the burst ends
+        rt.on_text(text(wire.Transcript(role="agent", text="Hello big wide world!", final=True)))
+        rt.on_text(text(wire.State(state="listening")))
+        assert len(made) == 1
+        assert await asyncio.wait_for(texts_of(made[0]), 2) == ["Hello big wide world!"]
+    finally:
+        await rt.aclose()
+
+
+async def test_an_interrupt_in_the_same_burst_sees_the_held_deltas_first() -> None:
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        made = greeting(rt, " big", " wide")
+        rt.interrupt()  # before the burst ends: the held deltas are fed to the engine first
+        assert await asyncio.wait_for(texts_of(made[0]), 2) == ["Hello big wide"]
+        said = [m.text_content for m in rt.chat_ctx.items if isinstance(m, llm.ChatMessage)]
+        assert said == ["Hello big wide"]
+    finally:
+        await rt.aclose()
+
+
+async def test_a_delta_of_the_next_utterance_in_the_same_burst_opens_its_own_generation() -> None:
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        made = greeting(rt, " there")
+        rt.on_text(text(wire.Transcript(role="agent", text="Hello there", ordinal=1, final=True)))
+        rt.on_text(text(wire.State(state="listening")))
+        rt.on_text(text(wire.State(state="speaking")))
+        rt.on_text(text(wire.Transcript(role="agent", delta="Again", ordinal=3)))
+        rt.on_text(text(wire.Transcript(role="agent", delta=" now", ordinal=3)))
+        await asyncio.sleep(0)
+        assert len(made) == 2
+        assert await asyncio.wait_for(texts_of(made[0]), 2) == ["Hello there"]
+        rt.on_text(text(wire.State(state="listening")))
+        rt.on_text(text(wire.Transcript(role="agent", text="Again now", ordinal=3, final=True)))
+        assert "".join(await asyncio.wait_for(texts_of(made[1]), 2)) == "Again now"
+    finally:
+        await rt.aclose()
