@@ -80,6 +80,8 @@ What the tables do not hold
   * Data, not triggers: agent audio frames and non-final text for the open generation go to it
     by a state check (`Engine.audio_target`; for text, `Engine._receive` runs the effect of the
     AGENT_TEXT row that stays in the state, ``continue_text``, when that row's guards hold).
+    Deltas that only append to a decided generation (`Engine.merges`) may arrive joined: the
+    adapter feeds a burst's run of them as one input, which has the same effect.
   * The evidence itself: `ownership.evaluate` turns requests and a generation into a `Verdict`
     (a pure function); the GENERATION rows decide on its fields.
   * Pong, debug, thread and side-generation messages carry nothing for turn-taking; the engine
