@@ -87,3 +87,24 @@ async def test_text_said_before_a_tool_call_is_handed_over_before_it() -> None:
     gen.call(llm.FunctionCall(call_id="c", name="lookup", arguments="{}"))
     assert gen.text_ch.recv_nowait() == "let me check"
     assert gen.function_ch.recv_nowait().name == "lookup"
+
+
+async def test_a_burst_the_transport_ends_is_handed_over_at_once_and_only_once() -> None:
+    burst = Burst()
+    gen = GenerationStreams("g", 24000, audio=True, burst=burst)
+    gen.audio(b"\1\1")
+    gen.text("a")
+    burst.end()  # the transport read all it had: no need to wait for the iteration's end
+    assert drain(gen) == ([b"\1\1"], ["a"])
+    await asyncio.sleep(0)
+    assert drain(gen) == ([], [])
+
+
+async def test_what_the_settle_adds_is_handed_over_with_the_burst() -> None:
+    late: list[GenerationStreams] = []
+    burst = Burst(settle=lambda: late[0].text(" held"))
+    gen = GenerationStreams("g", 24000, audio=True, burst=burst)
+    late.append(gen)
+    gen.text("said")
+    await asyncio.sleep(0)
+    assert drain(gen) == ([], ["said held"])

@@ -139,6 +139,10 @@ class CallHost(CommandEffects):
             self._settle()
         super()._on_timer()
 
+    def on_burst_end(self) -> None:
+        """The transport delivered all it had read: hand the burst over now."""
+        self._burst.end()
+
     def report_once(self, kind: str, message: str) -> None:
         self._report_once(kind, message)
 

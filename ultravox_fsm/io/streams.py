@@ -21,19 +21,20 @@ from livekit.agents import llm, utils
 
 
 class Burst:
-    """What one event-loop iteration delivered, handed to LiveKit at the iteration's end.
+    """What one event-loop iteration delivered, handed to LiveKit at the iteration's end, or
+    sooner when the transport says where its burst ends (`end` called directly).
 
     ``settle`` runs first: the session's adapter feeds the engine what it held back for the
     burst (coalesced transcript deltas), which may add to the streams flushed after it.
     """
 
-    __slots__ = ("_dirty", "_loop", "_scheduled", "_settle")
+    __slots__ = ("_dirty", "_handle", "_loop", "_settle")
 
     def __init__(self, settle: Callable[[], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._settle = settle
         self._dirty: list[GenerationStreams] = []
-        self._scheduled = False
+        self._handle: asyncio.Handle | None = None
 
     def touch(self, streams: GenerationStreams) -> None:
         """``streams`` has its first piece since its last flush."""
@@ -41,15 +42,18 @@ class Burst:
         self.schedule()
 
     def schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.end)
+        if self._handle is None:
+            self._handle = self._loop.call_soon(self.end)
 
     def end(self) -> None:
-        self._scheduled = False
+        handle = self._handle
+        if handle is None:
+            return
+        handle.cancel()  # ended by the transport: the callback is not needed
         if self._settle is not None:
-            self._settle()
+            self._settle()  # what it adds joins this burst (the handle still stands)
         dirty, self._dirty = self._dirty, []
+        self._handle = None
         for streams in dirty:
             streams.flush()
 
