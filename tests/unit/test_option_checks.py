@@ -57,6 +57,8 @@ def test_seconds_are_sent_as_the_api_duration_strings() -> None:
         ({"server_tools": [{"temporaryTool": {"modelToolName": "t", "client": {}}}]}, "HTTP"),
         ({"server_tools": ["hangUp", "hangUp"]}, "used twice"),
         ({"server_tools": [{"toolName": "x", "extra": 1}]}, "unknown key 'extra'"),
+        ({"transport": "websockets"}, "transport must be 'aiohttp' or 'lean'"),
+        ({"transport": None}, "transport must be"),
     ],
 )
 def test_bad_options_fail_the_constructor_naming_the_option(
@@ -123,3 +125,9 @@ def test_a_conflicting_extra_field_fails_the_constructor_naming_its_path(
 ) -> None:
     with pytest.raises(ValueError, match=path):
         RealtimeModel(api_key=KEY, extra_call_fields=extra)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "lean"])
+def test_the_transport_is_kept_for_the_sessions(transport: str) -> None:
+    assert RealtimeModel(api_key=KEY)._opts.transport == "aiohttp"
+    assert RealtimeModel(api_key=KEY, transport=transport)._opts.transport == transport  # type: ignore[arg-type]

@@ -36,7 +36,9 @@ class RealtimeModel(llm.RealtimeModel):
     ``server_tools`` adds tools Ultravox runs (a name such as ``"hangUp"``, or a raw
     ``SelectedTool`` dict: ``toolId``, an HTTP ``temporaryTool``) to the function tools;
     ``throttle`` names a call throttle; ``extra_call_fields`` is merged deeply into the body
-    (tool lists appended) and a conflicting value is refused.
+    (tool lists appended) and a conflicting value is refused. ``transport="lean"`` opens the
+    call's socket with the library's own minimal WebSocket client (`lean_socket`), which hands
+    a burst of frames over in one go; aiohttp's stays the default.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class RealtimeModel(llm.RealtimeModel):
         user_speech_events: bool = False,
         trace_dir: NotGivenOr[str] = NOT_GIVEN,
         tool_settings: NotGivenOr[dict[str, dict[str, Any]]] = NOT_GIVEN,
+        transport: Literal["aiohttp", "lean"] = "aiohttp",
     ) -> None:
         def given(value: NotGivenOr[Any]) -> Any:
             return value if is_given(value) else None
@@ -116,6 +119,7 @@ class RealtimeModel(llm.RealtimeModel):
             user_speech_events=user_speech_events,
             trace_dir=given(trace_dir),
             tool_settings=given(tool_settings),
+            transport=transport,
         )
         super().__init__(
             capabilities=llm.RealtimeCapabilities(

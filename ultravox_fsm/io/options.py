@@ -78,6 +78,7 @@ class Options:
     tool_settings: dict[str, dict[str, Any]]
     trace_dir: str | None
     data_messages: dict[str, bool]
+    transport: Literal["aiohttp", "lean"] = "aiohttp"
 
     @classmethod
     def from_kwargs(
@@ -117,6 +118,7 @@ class Options:
         user_speech_events: bool,
         trace_dir: str | None,
         tool_settings: dict[str, dict[str, Any]] | None,
+        transport: str = "aiohttp",
     ) -> Options:
         if output_medium not in ("text", "voice"):
             raise ValueError(f"output_medium must be 'text' or 'voice', got {output_medium!r}")
@@ -161,6 +163,8 @@ class Options:
             raise ValueError("template_context needs agent_id: it fills a saved agent's template")
         if throttle is not None and not (isinstance(throttle, str) and throttle):
             raise ValueError(f"throttle must be a throttle's name or id, got {throttle!r}")
+        if transport not in ("aiohttp", "lean"):
+            raise ValueError(f"transport must be 'aiohttp' or 'lean', got {transport!r}")
 
         def optional(check: checks.Field, name: str, value: Any) -> Any:
             return None if value is None else check(name, value)
@@ -212,6 +216,7 @@ class Options:
                 if user_speech_events
                 else {}
             ),
+            transport="lean" if transport == "lean" else "aiohttp",
         )
         options.check_extra_fields()
         return options

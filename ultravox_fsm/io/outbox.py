@@ -2,9 +2,10 @@
 
 Input audio leaves every 20 ms per call. Handing each frame to a writer task costs a wake-up
 per frame; instead a frame is written at once when nothing is queued ahead of it. aiohttp's
-``send_*`` coroutines complete without suspending unless the transport must drain, so the
-coroutine is stepped directly; only when it does suspend is the rest of it, and every frame
-put meanwhile, finished by a task, keeping order and the transport's backpressure.
+``send_*`` coroutines (and those of the lean transport, `lean_socket`) complete without
+suspending unless the transport must drain, so the coroutine is stepped directly; only when it
+does suspend is the rest of it, and every frame put meanwhile, finished by a task, keeping
+order and the transport's backpressure.
 
 Kernel buffers hold megabytes: a server that stops reading would get seconds of stale speech
 when it resumes. So input audio in flight is bounded too: after every half of the bound a
@@ -20,15 +21,25 @@ import logging
 import time
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 logger = logging.getLogger("ultravox_fsm")
 
 Frame = str | bytes
-Socket = aiohttp.ClientWebSocketResponse[bool]
 Send = Coroutine[Any, Any, None]
+
+
+class Socket(Protocol):
+    """What the outbox and the supervisor use of a call socket; aiohttp's
+    ``ClientWebSocketResponse`` and `lean_socket.LeanSocket` both are one."""
+
+    @property
+    def close_code(self) -> int | None: ...
+    async def send_bytes(self, data: bytes) -> None: ...
+    async def send_str(self, data: str) -> None: ...
+    async def close(self) -> object: ...
 
 
 class Outbox:

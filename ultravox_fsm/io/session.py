@@ -86,6 +86,7 @@ class RealtimeSession(CallHost):
             calls_base=self._opts.calls_base,
             api_key=self._opts.api_key,
             timeout=self._opts.conn_options.timeout,
+            transport=self._opts.transport,
         )
         # One loop turn first: the creator pushes instructions, tools and context before the
         # first call is created from them.

@@ -3,7 +3,8 @@
 It decides nothing: every outcome goes back to the engine as an input (`Connected`,
 `CallFailed`, `SocketClosed`), whose CONNECTION table says what happens next (retry, back off,
 give up, end). Whatever a frame contains, the reader survives it: a handler that raises is
-reported once and the frame dropped.
+reported once and the frame dropped. The socket is aiohttp's, or with ``transport="lean"`` a
+`lean_socket.LeanSocket`, which hands over whole bursts and says when each ends.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Literal, Protocol, cast
 
 import aiohttp
 
 from .. import events as ev
+from .lean_socket import LeanSocket
+from .outbox import Socket
 from .ultravox import CallRejected, CallUnreachable, create_call, open_socket
 
+__all__ = ["CallSupervisor", "Host", "Socket"]
+
 logger = logging.getLogger("ultravox_fsm")
-Socket = aiohttp.ClientWebSocketResponse[bool]
 
 
 class Host(Protocol):
@@ -31,6 +35,7 @@ class Host(Protocol):
     def joined(self, ws: Socket, seconds: float) -> None: ...
     def on_text(self, data: str) -> None: ...
     def on_audio(self, data: bytes) -> None: ...
+    def on_burst_end(self) -> None: ...
     def left(self) -> None: ...
     def report_once(self, kind: str, message: str) -> None: ...
 
@@ -39,9 +44,17 @@ class CallSupervisor:
     """At most one call at a time; starting another closes the current one's socket."""
 
     def __init__(
-        self, host: Host, *, base_url: str, calls_base: str, api_key: str, timeout: float
+        self,
+        host: Host,
+        *,
+        base_url: str,
+        calls_base: str,
+        api_key: str,
+        timeout: float,
+        transport: Literal["aiohttp", "lean"] = "aiohttp",
     ) -> None:
         self._host = host
+        self._transport: Literal["aiohttp", "lean"] = transport
         self._base_url = base_url
         self._calls_base = calls_base
         self._api_key = api_key
@@ -93,8 +106,12 @@ class CallSupervisor:
             )
             if call.join_url is None:
                 raise CallUnreachable("the call was created without a joinUrl")
-            ws = await open_socket(
-                host.http(), call.join_url, timeout=self._timeout, base_url=self._base_url
+            ws: Socket = await open_socket(
+                host.http(),
+                call.join_url,
+                timeout=self._timeout,
+                base_url=self._base_url,
+                transport=self._transport,
             )
         except CallRejected as exc:
             host.feed_network(
@@ -126,9 +143,18 @@ class CallSupervisor:
 
     async def _serve(self, ws: Socket) -> int | None:
         host = self._host
+        if isinstance(ws, LeanSocket):
+            try:
+                await ws.serve(
+                    host.on_text, host.on_audio, host.on_burst_end, on_error=self._dropped
+                )
+            finally:
+                await ws.close()
+            return ws.close_code
+        aio = cast(aiohttp.ClientWebSocketResponse[bool], ws)
         try:
             while True:
-                msg = await ws.receive()
+                msg = await aio.receive()
                 try:
                     if msg.type is aiohttp.WSMsgType.BINARY:
                         host.on_audio(msg.data)
@@ -137,11 +163,15 @@ class CallSupervisor:
                     else:
                         break
                 except Exception as exc:
-                    logger.debug("frame handler raised", exc_info=True)
-                    host.report_once(
-                        f"frame_error:{type(exc).__name__}",
-                        f"dropped a frame that could not be handled: {type(exc).__name__}: {exc}",
-                    )
+                    self._dropped(exc)
         finally:
             await ws.close()
         return ws.close_code
+
+    def _dropped(self, exc: Exception) -> None:
+        """A frame handler raised: the frame is dropped, the kind reported once."""
+        logger.debug("frame handler raised", exc_info=exc)
+        self._host.report_once(
+            f"frame_error:{type(exc).__name__}",
+            f"dropped a frame that could not be handled: {type(exc).__name__}: {exc}",
+        )

@@ -12,12 +12,14 @@ import asyncio
 import ipaddress
 from email.utils import parsedate_to_datetime
 from time import time
+from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import msgspec
 
 from ..call import CallResponse, decode_call_response
+from . import lean_socket
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -114,17 +116,34 @@ def check_join_url(url: str, base_url: str | None = None) -> None:
     raise ValueError(f"join URL must be ws:// or wss://, got {parts.scheme!r}")
 
 
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
 async def open_socket(
-    http: aiohttp.ClientSession, join_url: str, *, timeout: float, base_url: str | None = None
-) -> aiohttp.ClientWebSocketResponse[bool]:
-    """Open the call's socket; the URL is a capability, so it is used as given."""
+    http: aiohttp.ClientSession,
+    join_url: str,
+    *,
+    timeout: float,
+    base_url: str | None = None,
+    transport: Literal["aiohttp", "lean"] = "aiohttp",
+) -> aiohttp.ClientWebSocketResponse[bool] | lean_socket.LeanSocket:
+    """Open the call's socket; the URL is a capability, so it is used as given.
+
+    ``transport="lean"`` opens it with `lean_socket` instead of aiohttp; either way a network
+    failure, a timeout or a refused upgrade is `CallUnreachable`.
+    """
     check_join_url(join_url, base_url)
+    if transport == "lean":
+        try:
+            return await lean_socket.connect(join_url, timeout=timeout, max_msg_size=MAX_MESSAGE)
+        except (OSError, asyncio.TimeoutError, lean_socket.HandshakeError) as exc:
+            raise CallUnreachable(f"call socket unreachable: {type(exc).__name__} {exc}") from None
 
     async def join() -> aiohttp.ClientWebSocketResponse[bool]:
         # Ultravox has been seen not echoing a client close frame (protocol §2.4): wait 1 s.
         return await http.ws_connect(
             join_url,
-            max_msg_size=4 * 1024 * 1024,
+            max_msg_size=MAX_MESSAGE,
             timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
         )
 
