@@ -22,8 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ultravox_fsm tests benchmarks examples
 	$(BIN)/mypy --strict ultravox_fsm
 
+# The end-to-end suite runs a second time on the lean WebSocket transport (transport="lean");
+# test_lean_socket.py does not depend on the switch, so it runs once.
 test: lint
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -rs -p no:cacheprovider
+	HYPOTHESIS_PROFILE=ci ULTRAVOX_FSM_TEST_TRANSPORT=lean $(BIN)/python -m pytest -q -rs \
+		-p no:cacheprovider tests/e2e --ignore=tests/e2e/test_lean_socket.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
