@@ -8,7 +8,9 @@ delivery modes are measured in one run: the stand-in writing every frame on its 
 ``serve --burst``, which writes what a loop iteration sends in one socket write, as a real server
 does with a reply that runs ahead of playback (issue 15).
 
-    python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000]
+    python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000] [--transport lean]
+
+``--transport lean`` runs ours on its lean WebSocket transport (the floor stays bare aiohttp).
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, floa
 
 
 async def measure(
-    base_url: str, turns: int, rounds: int, frames: int, memory: bool
+    base_url: str, turns: int, rounds: int, frames: int, memory: bool, transport: str
 ) -> dict[str, Any]:
     """Alternating rounds of the three clients, then (if asked) idle memory of the libraries."""
     from livekit.plugins import ultravox as seed
@@ -160,7 +162,7 @@ async def measure(
     async with aiohttp.ClientSession() as http:
         models: dict[str, Callable[[], llm.RealtimeModel]] = {
             "ultravox_fsm": lambda: ultravox_fsm.RealtimeModel(
-                base_url=base_url, api_key="k", http_session=http
+                base_url=base_url, api_key="k", http_session=http, transport=transport
             ),
             "seed 1.8.9": lambda: seed.RealtimeModel(
                 base_url=base_url, api_key="k", http_session=http
@@ -182,7 +184,9 @@ async def measure(
     return {"results": results, "memory": kept}
 
 
-async def serve_and_measure(burst: bool, turns: int, rounds: int, frames: int) -> dict[str, Any]:
+async def serve_and_measure(
+    burst: bool, turns: int, rounds: int, frames: int, transport: str
+) -> dict[str, Any]:
     """Runs the stand-in in its own process (``--burst`` or not) and measures against it."""
     port = free_port()
     command = [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)]
@@ -192,19 +196,19 @@ async def serve_and_measure(burst: bool, turns: int, rounds: int, frames: int) -
         assert server.stdout is not None
         server.stdout.readline()
         base_url = f"http://127.0.0.1:{port}/api"
-        return await measure(base_url, turns, rounds, frames, memory=not burst)
+        return await measure(base_url, turns, rounds, frames, not burst, transport)
     finally:
         server.terminate()
         server.wait()
 
 
-async def main(turns: int, rounds: int, frames: int) -> None:
+async def main(turns: int, rounds: int, frames: int, transport: str) -> None:
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{turns} turns x {rounds} rounds, {frames} pushed frames"
+        f"{turns} turns x {rounds} rounds, {frames} pushed frames; ours on {transport}"
     )
     for burst in (False, True):
-        measured = await serve_and_measure(burst, turns, rounds, frames)
+        measured = await serve_and_measure(burst, turns, rounds, frames, transport)
         mode = "burst delivery (serve --burst)" if burst else "frame-by-frame delivery"
         report(mode, measured)
 
@@ -236,5 +240,6 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--transport", choices=["aiohttp", "lean"], default="aiohttp")
     args = parser.parse_args()
-    asyncio.run(main(args.turns, args.rounds, args.frames))
+    asyncio.run(main(args.turns, args.rounds, args.frames, args.transport))
