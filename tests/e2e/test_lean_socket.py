@@ -442,6 +442,8 @@ async def test_open_socket_maps_lean_failures_to_call_unreachable() -> None:
                 await open_socket(http, url, timeout=0.2, transport="lean")
         with pytest.raises(CallUnreachable):  # nothing listens on port 9 (discard) here
             await open_socket(http, "ws://127.0.0.1:9/x", timeout=5, transport="lean")
+        with pytest.raises(CallUnreachable, match="credentials"):  # as aiohttp's InvalidURL
+            await open_socket(http, "ws://u:p@127.0.0.1:9/x", timeout=5, transport="lean")
         with pytest.raises(ValueError, match="wss is required"):  # check_join_url, first
             await open_socket(http, "ws://example.com/x", timeout=5, transport="lean")
 

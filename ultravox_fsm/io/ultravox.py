@@ -136,7 +136,8 @@ async def open_socket(
     if transport == "lean":
         try:
             return await lean_socket.connect(join_url, timeout=timeout, max_msg_size=MAX_MESSAGE)
-        except (OSError, asyncio.TimeoutError, lean_socket.HandshakeError) as exc:
+        # ValueError: a URL the client cannot use (aiohttp's InvalidURL is retried the same way)
+        except (OSError, asyncio.TimeoutError, ValueError, lean_socket.HandshakeError) as exc:
             raise CallUnreachable(f"call socket unreachable: {type(exc).__name__} {exc}") from None
 
     async def join() -> aiohttp.ClientWebSocketResponse[bool]:
