@@ -1,4 +1,5 @@
-"""Real-time load, side by side: ultravox_fsm vs livekit-plugins-ultravox 1.8.9 vs an aiohttp floor.
+"""Real-time load, side by side: ultravox_fsm (on both transports) vs livekit-plugins-ultravox 1.8.9
+vs an aiohttp floor.
 
 `paced_server.py` runs in its own process and streams every call as a speaking agent would: one
 24 kHz audio frame per 20 ms and an agent transcript delta every 200 ms, each stamped with the
@@ -225,6 +226,8 @@ async def paced_server(*args: str) -> AsyncIterator[tuple[str, int]]:
 
 
 Factory = Callable[[Meter, str, aiohttp.ClientSession], Client]
+OURS = ("ultravox_fsm", "ultravox_fsm lean")
+SEED, FLOOR = "seed 1.8.9", "floor (aiohttp)"
 
 
 def factories() -> dict[str, Factory]:
@@ -235,6 +238,12 @@ def factories() -> dict[str, Factory]:
     return {
         "ultravox_fsm": lambda meter, url, http: LiveKitClient(
             meter, ultravox_fsm.RealtimeModel(base_url=url, api_key="k", http_session=http)
+        ),
+        "ultravox_fsm lean": lambda meter, url, http: LiveKitClient(
+            meter,
+            ultravox_fsm.RealtimeModel(
+                base_url=url, api_key="k", http_session=http, transport="lean"
+            ),
         ),
         "seed 1.8.9": lambda meter, url, http: LiveKitClient(
             meter, seed.RealtimeModel(base_url=url, api_key="k", http_session=http)
@@ -304,9 +313,24 @@ async def alternate(
     out: dict[str, list[Level]] = {name: [] for name in names}
     async with paced_server(*server_args) as (url, pid):
         for r in range(rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 out[name].append(await run_level(makers[name], url, pid, n, seconds, input_ms))
     return out
+
+
+def per_session_at_common_level(found: dict[str, list[Level]]) -> None:
+    """Client CPU per real-time session at the largest level every client kept up at: where the
+    paced server saturates before the clients do, this compares what each session costs."""
+    kept = [{lv.sessions: lv for lv in levels if lv.keeps_up()} for levels in found.values()]
+    common = set.intersection(*(set(k) for k in kept)) if kept else set()
+    if not common:
+        return
+    n = max(common)
+    cost = {name: k[n].cpu / k[n].seconds / n * 1e3 for name, k in zip(found, kept, strict=True)}
+    shown = ", ".join(f"{name} {ms:.2f}" for name, ms in cost.items())
+    print(f"client CPU per session at {n} sessions (ms per second): {shown}")
+    for name in OURS:
+        print(f"{name}: {cost[name] / cost[SEED]:.2f}x the seed's per-session CPU")
 
 
 def median(levels: list[Level], key: Callable[[Level], float]) -> float:
@@ -357,8 +381,11 @@ async def main(args: argparse.Namespace) -> None:
         per_audio[name] = median(audio[name], lambda lv: lv.cpu / lv.audio) * 1e6
         per_text = median(texts[name], lambda lv: lv.cpu / lv.texts) * 1e6
         print(f"{name:18} {per_audio[name]:17.2f} {per_text:18.2f}")
-    ours, seed, floor = per_audio.values()
-    print(f"ours / floor per audio frame: {ours / floor:.2f}x; seed / ours: {seed / ours:.2f}x")
+    for name in OURS:
+        ours, seed, floor = (per_audio[n] for n in (name, SEED, FLOOR))
+        print(
+            f"{name}: per audio frame ours/floor {ours / floor:.2f}x, seed/ours {seed / ours:.2f}x"
+        )
 
     print("\nsocket-to-event latency, calls with audio, deltas and pushed input")
     print(f"{'client':18} {'sessions':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU %':>6}")
@@ -369,22 +396,23 @@ async def main(args: argparse.Namespace) -> None:
             p50, p99[name] = median(lv, lambda x: x.p50_ms), median(lv, lambda x: x.p99_ms)
             busy = median(lv, lambda x: x.cpu / x.seconds) * 100
             print(f"{name:18} {n:8} {p50:8.3f} {p99[name]:8.3f} {busy:6.1f}")
-        ours, seed, floor = p99.values()
-        added = f"ours {ours - floor:.3f} ms, seed {seed - floor:.3f} ms"
+        added = ", ".join(f"{name} {p99[name] - p99[FLOOR]:.3f} ms" for name in (*OURS, SEED))
         print(f"{'':18} p99 added over the floor: {added}")
 
     for ms in args.input_ms:
         print(f"\nconcurrent real-time sessions in one process, {ms} ms input frames")
         print("(a level keeps up while the median lag < 20 ms and >= 99% of frames arrive)")
         print(f"{'client':18} {'sessions':>8}   levels tried (N: p50/p99 ms, client/server CPU %)")
+        found: dict[str, list[Level]] = {}
         for name in factories():
-            best, tried = await capacity(name, seconds, args.start, args.max_sessions, ms)
+            best, found[name] = await capacity(name, seconds, args.start, args.max_sessions, ms)
             trail = ", ".join(
                 f"{lv.sessions}: {lv.p50_ms:.1f}/{lv.p99_ms:.0f}, "
                 f"{100 * lv.cpu / lv.seconds:.0f}/{100 * lv.server_cpu:.0f}"
-                for lv in tried
+                for lv in found[name]
             )
             print(f"{name:18} {best:8}   {trail}")
+        per_session_at_common_level(found)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ delivery modes are measured in one run: the stand-in writing every frame on its 
 ``serve --burst``, which writes what a loop iteration sends in one socket write, as a real server
 does with a reply that runs ahead of playback (issue 15).
 
-    python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000] [--transport lean]
+    python benchmarks/session.py [--turns 20] [--rounds 3] [--frames 2000]
 
-``--transport lean`` runs ours on its lean WebSocket transport (the floor stays bare aiohttp).
+Ours runs on both of its transports, aiohttp (the default) and ``transport="lean"``; the floor
+is bare aiohttp.
 """
 
 from __future__ import annotations
@@ -152,9 +153,9 @@ async def run_floor(base_url: str, turns: int, frames: int) -> tuple[float, floa
 
 
 async def measure(
-    base_url: str, turns: int, rounds: int, frames: int, memory: bool, transport: str
+    base_url: str, turns: int, rounds: int, frames: int, memory: bool
 ) -> dict[str, Any]:
-    """Alternating rounds of the three clients, then (if asked) idle memory of the libraries."""
+    """Alternating rounds of the four clients, then (if asked) idle memory of the libraries."""
     from livekit.plugins import ultravox as seed
 
     import ultravox_fsm
@@ -162,7 +163,10 @@ async def measure(
     async with aiohttp.ClientSession() as http:
         models: dict[str, Callable[[], llm.RealtimeModel]] = {
             "ultravox_fsm": lambda: ultravox_fsm.RealtimeModel(
-                base_url=base_url, api_key="k", http_session=http, transport=transport
+                base_url=base_url, api_key="k", http_session=http
+            ),
+            "ultravox_fsm lean": lambda: ultravox_fsm.RealtimeModel(
+                base_url=base_url, api_key="k", http_session=http, transport="lean"
             ),
             "seed 1.8.9": lambda: seed.RealtimeModel(
                 base_url=base_url, api_key="k", http_session=http
@@ -176,7 +180,7 @@ async def measure(
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
         names = list(clients)
         for r in range(rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 results[name].append(await clients[name]())
         kept = (
             {name: await idle_memory(make(), 20) for name, make in models.items()} if memory else {}
@@ -184,9 +188,7 @@ async def measure(
     return {"results": results, "memory": kept}
 
 
-async def serve_and_measure(
-    burst: bool, turns: int, rounds: int, frames: int, transport: str
-) -> dict[str, Any]:
+async def serve_and_measure(burst: bool, turns: int, rounds: int, frames: int) -> dict[str, Any]:
     """Runs the stand-in in its own process (``--burst`` or not) and measures against it."""
     port = free_port()
     command = [sys.executable, "-m", "ultravox_fsm", "serve", "--port", str(port)]
@@ -196,19 +198,19 @@ async def serve_and_measure(
         assert server.stdout is not None
         server.stdout.readline()
         base_url = f"http://127.0.0.1:{port}/api"
-        return await measure(base_url, turns, rounds, frames, not burst, transport)
+        return await measure(base_url, turns, rounds, frames, memory=not burst)
     finally:
         server.terminate()
         server.wait()
 
 
-async def main(turns: int, rounds: int, frames: int, transport: str) -> None:
+async def main(turns: int, rounds: int, frames: int) -> None:
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{turns} turns x {rounds} rounds, {frames} pushed frames; ours on {transport}"
+        f"{turns} turns x {rounds} rounds, {frames} pushed frames"
     )
     for burst in (False, True):
-        measured = await serve_and_measure(burst, turns, rounds, frames, transport)
+        measured = await serve_and_measure(burst, turns, rounds, frames)
         mode = "burst delivery (serve --burst)" if burst else "frame-by-frame delivery"
         report(mode, measured)
 
@@ -223,11 +225,13 @@ def report(mode: str, measured: dict[str, Any]) -> None:
     print(f"{'client':18} {'CPU ms / turn':>14} {'CPU us / pushed frame':>22}")
     for name, (turn, frame) in med.items():
         print(f"{name:18} {turn * 1e3:14.2f} {frame * 1e6:22.2f}")
-    ours, theirs, floor = med["ultravox_fsm"], med["seed 1.8.9"], med["floor (aiohttp)"]
-    print(f"seed / ours, per turn: {theirs[0] / ours[0]:.2f}x", end="   ")
-    print(f"ours / floor, per turn: {ours[0] / floor[0]:.2f}x")
-    print(f"seed / ours, per pushed frame: {theirs[1] / ours[1]:.2f}x", end="   ")
-    print(f"ours / floor: {ours[1] / floor[1]:.2f}x")
+    theirs, floor = med["seed 1.8.9"], med["floor (aiohttp)"]
+    for name in ("ultravox_fsm", "ultravox_fsm lean"):
+        ours = med[name]
+        print(f"{name}: per turn seed/ours {theirs[0] / ours[0]:.2f}x", end=", ")
+        print(f"ours/floor {ours[0] / floor[0]:.2f}x", end="; ")
+        print(f"per pushed frame seed/ours {theirs[1] / ours[1]:.2f}x", end=", ")
+        print(f"ours/floor {ours[1] / floor[1]:.2f}x")
     if memory:
         ours_kib, seed_kib = memory["ultravox_fsm"] / 1024, memory["seed 1.8.9"] / 1024
         print(
@@ -240,6 +244,5 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--transport", choices=["aiohttp", "lean"], default="aiohttp")
     args = parser.parse_args()
-    asyncio.run(main(args.turns, args.rounds, args.frames, args.transport))
+    asyncio.run(main(args.turns, args.rounds, args.frames))

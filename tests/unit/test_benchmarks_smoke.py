@@ -28,7 +28,7 @@ def test_decode_benchmark_runs() -> None:
 
 def test_session_benchmark_runs() -> None:
     out = run_benchmark("session.py", "--turns", "2", "--rounds", "1", "--frames", "50")
-    assert "seed / ours, per turn" in out
+    assert "ultravox_fsm lean: per turn seed/ours" in out
 
 
 def test_realtime_benchmark_runs() -> None:
