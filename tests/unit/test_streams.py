@@ -108,3 +108,16 @@ async def test_what_the_settle_adds_is_handed_over_with_the_burst() -> None:
     gen.text("said")
     await asyncio.sleep(0)
     assert drain(gen) == ([], ["said held"])
+
+
+async def test_a_transport_that_ends_its_bursts_needs_no_callback() -> None:
+    burst = Burst()
+    burst.ended_by_transport = True  # the lean socket calls `end` after every chunk it read
+    gen = GenerationStreams("g", 24000, audio=True, burst=burst)
+    gen.audio(b"\1\1")
+    gen.audio(b"\2\2")
+    burst.end()
+    assert drain(gen) == ([b"\1\1\2\2"], [])
+    gen.text("next")
+    burst.end()
+    assert drain(gen) == ([], ["next"])

@@ -58,6 +58,7 @@ class CallHost(CommandEffects):
 
     def feed_network(self, event: ev.Connected | ev.CallFailed | ev.SocketClosed) -> None:
         self._receive(event)
+        self._burst.end()
         if isinstance(event, ev.CallFailed) and self._finished is None:
             logger.debug("Ultravox call creation failed, retrying: %s", event.detail)
             error: Exception = (
@@ -83,6 +84,8 @@ class CallHost(CommandEffects):
     def left(self) -> None:
         self._outbox.attach(None)
         self._audio_live = False
+        self._burst.ended_by_transport = False
+        self._burst.end()
 
     def on_text(self, data: str) -> None:
         try:
@@ -138,9 +141,12 @@ class CallHost(CommandEffects):
         if self._deltas:
             self._settle()
         super()._on_timer()
+        self._burst.end()
 
     def on_burst_end(self) -> None:
-        """The transport delivered all it had read: hand the burst over now."""
+        """The transport delivered all it had read: hand the burst over now. A transport
+        that says where one burst ends says it for every one (until the socket is left)."""
+        self._burst.ended_by_transport = True
         self._burst.end()
 
     def report_once(self, kind: str, message: str) -> None:
@@ -179,3 +185,4 @@ class CallHost(CommandEffects):
                 self._report_once(f"refused:{type(event).__name__}", str(exc))
             return
         self._apply(commands)
+        self._burst.end()

@@ -21,20 +21,27 @@ from livekit.agents import llm, utils
 
 
 class Burst:
-    """What one event-loop iteration delivered, handed to LiveKit at the iteration's end, or
-    sooner when the transport says where its burst ends (`end` called directly).
+    """What one read from the socket delivered, handed to LiveKit together.
+
+    Where the read ends is known to a transport that says so (`end`, called by the lean
+    socket after each chunk); aiohttp's reader does not say, so there the burst ends with a
+    ``call_soon`` callback: before the loop next waits for I/O, so nothing that has arrived
+    waits for anything that has not. Inputs that do not come from the socket (an API call, a
+    timer) end the burst they may have added to themselves.
 
     ``settle`` runs first: the session's adapter feeds the engine what it held back for the
     burst (coalesced transcript deltas), which may add to the streams flushed after it.
     """
 
-    __slots__ = ("_dirty", "_handle", "_loop", "_settle")
+    __slots__ = ("_dirty", "_ending", "_handle", "_loop", "_settle", "ended_by_transport")
 
     def __init__(self, settle: Callable[[], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._settle = settle
         self._dirty: list[GenerationStreams] = []
         self._handle: asyncio.Handle | None = None
+        self._ending = False
+        self.ended_by_transport = False  # no callback needed: the transport calls `end`
 
     def touch(self, streams: GenerationStreams) -> None:
         """``streams`` has its first piece since its last flush."""
@@ -42,18 +49,20 @@ class Burst:
         self.schedule()
 
     def schedule(self) -> None:
-        if self._handle is None:
+        if self._handle is None and not self._ending and not self.ended_by_transport:
             self._handle = self._loop.call_soon(self.end)
 
     def end(self) -> None:
-        handle = self._handle
-        if handle is None:
-            return
-        handle.cancel()  # ended by the transport: the callback is not needed
-        if self._settle is not None:
-            self._settle()  # what it adds joins this burst (the handle still stands)
+        if self._handle is not None:
+            self._handle.cancel()  # ended before its callback: the callback is not needed
+            self._handle = None
+        self._ending = True  # what the settle adds joins this hand-over
+        try:
+            if self._settle is not None:
+                self._settle()
+        finally:
+            self._ending = False
         dirty, self._dirty = self._dirty, []
-        self._handle = None
         for streams in dirty:
             streams.flush()
 
