@@ -254,9 +254,15 @@ def _decode_or_raise(
 
 
 def decode_server(data: bytes | str) -> ServerMessage | Unknown:
-    """Decode one server text frame; raises only `RemoteProtocolError`."""
-    result: ServerMessage | Unknown = _decode(data, _server_decoder, SERVER_TYPES)
-    return result
+    """Decode one server text frame; raises only `RemoteProtocolError`. Every frame of a reply
+    comes through here, so a good one costs the decoder call alone; any failure is decoded
+    again by `_decode`, which says what was wrong."""
+    try:
+        message: ServerMessage = _server_decoder.decode(data)
+    except Exception:
+        result: ServerMessage | Unknown = _decode(data, _server_decoder, SERVER_TYPES)
+        return result
+    return message
 
 
 def decode_client(data: bytes | str) -> ClientMessage | Unknown:

@@ -152,14 +152,16 @@ class CallSupervisor:
                 await ws.close()
             return ws.close_code
         aio = cast(aiohttp.ClientWebSocketResponse[bool], ws)
+        on_audio, on_text = host.on_audio, host.on_text  # looked up once, not per message
+        binary, text = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
         try:
             while True:
                 msg = await aio.receive()
                 try:
-                    if msg.type is aiohttp.WSMsgType.BINARY:
-                        host.on_audio(msg.data)
-                    elif msg.type is aiohttp.WSMsgType.TEXT:
-                        host.on_text(msg.data)
+                    if msg.type is binary:
+                        on_audio(msg.data)
+                    elif msg.type is text:
+                        on_text(msg.data)
                     else:
                         break
                 except Exception as exc:
