@@ -495,3 +495,21 @@ async def test_concurrent_closes_both_return() -> None:
 def test_client_frames_helper_refuses_unmasked_frames() -> None:
     with pytest.raises(AssertionError):
         client_frames(frame(TEXT, b"x"))
+
+
+# --- a server that does not read ----------------------------------------------------------------
+
+
+async def test_pings_while_writes_wait_get_one_pong_for_the_latest_when_they_drain() -> None:
+    """A server that stops reading but floods pings must not grow our write buffer: aiohttp
+    stops reading until its pong drains; here only the latest ping is answered (§5.5.3 allows
+    it), once the transport drains."""
+    sock, transport, _, _ = await serving()
+    sock.pause_writing()
+    for i in range(1000):
+        sock.data_received(frame(PING, b"%d" % i))
+    assert transport.frames() == []
+    sock.resume_writing()
+    assert transport.frames() == [(PONG, b"999")]
+    sock.data_received(frame(PING, b"now"))
+    assert transport.frames()[-1] == (PONG, b"now")

@@ -106,6 +106,7 @@ class LeanSocket(asyncio.Protocol):
         self._part_size = 0
         self._close_sent = False
         self._paused = False
+        self._pong: bytes | None = None  # the latest ping's payload, unanswered while paused
         self._drains: list[asyncio.Future[None]] = []
         self._served = False
         self._parsing = False  # reading is paused until serve() or close() wants frames
@@ -208,6 +209,9 @@ class LeanSocket(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        pong, self._pong = self._pong, None
+        if pong is not None:
+            self._control(_PING, pong)
         self._release_drains()
 
     # --- reading --------------------------------------------------------------------------
@@ -347,7 +351,9 @@ class LeanSocket(asyncio.Protocol):
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
             transport = self._transport
-            if not self._close_sent and transport is not None and not transport.is_closing():
+            if self._paused:  # a peer that does not read would have every pong buffered
+                self._pong = payload  # only the latest is answered, on the drain (§5.5.3)
+            elif not self._close_sent and transport is not None and not transport.is_closing():
                 transport.write(_frame(_PONG, payload))
         elif opcode == _CLOSE:
             code = 1005
