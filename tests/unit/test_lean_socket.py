@@ -513,3 +513,24 @@ async def test_pings_while_writes_wait_get_one_pong_for_the_latest_when_they_dra
     assert transport.frames() == [(PONG, b"999")]
     sock.data_received(frame(PING, b"now"))
     assert transport.frames()[-1] == (PONG, b"now")
+
+
+async def test_a_message_in_tiny_fragments_costs_its_size_not_a_list_entry_per_fragment() -> None:
+    """max_msg_size bounds what a fragmented message holds: empty or one-byte continuation
+    frames must not cost an object (or a list slot) each, without bound."""
+    import tracemalloc
+
+    sock, _, got, _ = await serving(max_msg_size=1024)
+    sock.data_received(frame(BINARY, b"a", fin=False))
+    empty = frame(CONT, b"", fin=False) * 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            sock.data_received(empty)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 64 * 1024, f"{held} bytes held for a 1-byte message"
+    sock.data_received(frame(CONT, b"b"))
+    assert got.messages() == [b"ab"]

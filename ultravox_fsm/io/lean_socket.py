@@ -101,9 +101,8 @@ class LeanSocket(asyncio.Protocol):
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._handshake: asyncio.Future[bytes] | None = None
         self._buf = bytearray()  # bytes not yet parsed (a partial frame, or the handshake)
-        self._parts: list[bytes] = []  # the fragments of an open message
+        self._part = bytearray()  # an open fragmented message so far (no object per fragment)
         self._part_op = 0  # its opcode (0: no fragmented message open)
-        self._part_size = 0
         self._close_sent = False
         self._paused = False
         self._pong: bytes | None = None  # the latest ping's payload, unanswered while paused
@@ -320,7 +319,7 @@ class LeanSocket(asyncio.Protocol):
         if opcode == _CONT:
             if not self._part_op:
                 raise _Failure(1002, "a continuation frame with no message open")
-            size += self._part_size
+            size += len(self._part)
         elif opcode > _BINARY:
             raise _Failure(1002, f"unknown data opcode {opcode:#x}")
         elif self._part_op:
@@ -332,14 +331,13 @@ class LeanSocket(asyncio.Protocol):
         """Keep a fragment; deliver the message on its last one (returns messages delivered)."""
         if opcode != _CONT:
             self._part_op = opcode
-        self._parts.append(payload)
-        self._part_size += len(payload)
+        self._part += payload
         if not fin:
             return 0
-        message = b"".join(self._parts)
+        message = bytes(self._part)
         kind = self._part_op
-        self._parts.clear()
-        self._part_op = self._part_size = 0
+        self._part.clear()
+        self._part_op = 0
         if self._close_sent:
             return 0
         if kind == _TEXT:
@@ -425,7 +423,7 @@ class LeanSocket(asyncio.Protocol):
     def _fail(self, code: int, why: str) -> None:
         """Fail the connection (§7.1.7): say why in a close frame, then drop it."""
         logger.debug("failing the WebSocket connection with %d: %s", code, why)
-        self._parts.clear()
+        self._part.clear()
         self._send_close(code.to_bytes(2, "big"))
         self._finish(code)
         if self._transport is not None:
