@@ -534,3 +534,32 @@ async def test_a_message_in_tiny_fragments_costs_its_size_not_a_list_entry_per_f
     assert held < 64 * 1024, f"{held} bytes held for a 1-byte message"
     sock.data_received(frame(CONT, b"b"))
     assert got.messages() == [b"ab"]
+
+
+class _CountingFind(bytearray):
+    """A buffer that counts the bytes its ``find`` is asked to scan."""
+
+    scanned = 0
+
+    def find(self, sub: object, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        stop = len(self) if end is None else min(end, len(self))
+        self.scanned += max(0, stop - start)
+        return super().find(sub, start, stop)  # type: ignore[arg-type]
+
+
+async def test_a_handshake_answer_dribbled_byte_by_byte_is_scanned_once() -> None:
+    """A server sending its headers a byte at a time must not make each byte rescan all that
+    came before (64 KiB of headers: 2 GiB of comparisons, a second of CPU)."""
+    sock = LeanSocket()
+    transport = FakeTransport()
+    transport.protocol = sock
+    sock.connection_made(transport)
+    sock._buf = buf = _CountingFind()
+    handshake = sock._handshake = asyncio.get_running_loop().create_future()
+    head = b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: " + b"a" * 20_000 + b"\r\nUpgrade: x"
+    for i in range(len(head)):
+        sock.data_received(head[i : i + 1])
+    sock.data_received(b"\r\n\r\n" + frame(TEXT, b"early"))
+    assert handshake.result() == head
+    assert buf.scanned < 8 * len(head)  # the new byte and the 3 before it, each time
+    assert bytes(buf) == frame(TEXT, b"early")

@@ -222,7 +222,8 @@ class LeanSocket(asyncio.Protocol):
         handshake = self._handshake
         if handshake is None or handshake.done():
             return
-        end = buf.find(b"\r\n\r\n", 0, MAX_HEADERS + 4)
+        # From just before the new bytes: a server dribbling its answer is scanned once.
+        end = buf.find(b"\r\n\r\n", max(0, len(buf) - len(data) - 3), MAX_HEADERS + 4)
         if end < 0:
             if len(buf) > MAX_HEADERS:
                 handshake.set_exception(HandshakeError(f"headers over {MAX_HEADERS} bytes"))
