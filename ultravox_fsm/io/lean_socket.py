@@ -132,7 +132,8 @@ class LeanSocket(asyncio.Protocol):
             await self._drain()
 
     async def close(self, code: int = 1000) -> None:
-        """Send a close frame, wait at most `CLOSE_TIMEOUT` for the echo, close the transport.
+        """Send a close frame, wait at most `CLOSE_TIMEOUT` for the echo, close the transport
+        (abort it if what was written is still unsent: the peer stopped reading).
 
         Idempotent; data arriving meanwhile is no longer delivered (the user is done with it).
         """
@@ -145,7 +146,10 @@ class LeanSocket(asyncio.Protocol):
                 self._start_parsing()  # to see the echo, even if serve() never ran
                 await asyncio.wait((self._done,), timeout=CLOSE_TIMEOUT)
         finally:
-            transport.close()
+            if transport.get_write_buffer_size():  # a peer that stopped reading would keep
+                transport.abort()  # a gracefully closed socket open until it read again
+            else:
+                transport.close()
             self._finish(1006)
 
     async def serve(
