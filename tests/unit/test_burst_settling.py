@@ -119,3 +119,17 @@ async def test_whether_a_delta_of_another_ordinal_merges_is_asked_after_the_run_
     finally:
         await rt.aclose()
 
+
+async def test_a_tool_result_sent_directly_sees_the_held_deltas_first() -> None:
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        greeting(rt, " one")
+        invocation = wire.ClientToolInvocation(tool_name="lookup", invocation_id="i1")
+        rt.on_text(text(invocation))
+        seen = engine_inputs(rt)
+        rt.on_text(text(wire.Transcript(role="agent", delta=" moment", ordinal=1)))
+        await rt.send_tool_result("i1", "42")  # in the same burst: the delta came first
+        kinds = [type(e).__name__ for e in seen]
+        assert kinds[:2] == ["Transcript", "ToolResult"]
+    finally:
+        await rt.aclose()
