@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
+from ultravox_fsm.io import lean_socket
 from ultravox_fsm.io.lean_socket import (
     MAX_HEADERS,
     HandshakeError,
@@ -221,6 +222,54 @@ async def test_a_server_that_stops_reading_makes_writes_wait_then_resume() -> No
                 break
             await asyncio.sleep(0.01)
     assert total == [sent]
+
+
+async def test_close_lets_go_of_a_socket_whose_peer_never_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that stopped reading never takes what is buffered: close() must not leave the
+    socket open (and its buffer held) until it does, as a graceful transport close would."""
+    monkeypatch.setattr(lean_socket, "CLOSE_TIMEOUT", 0.1)
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            ln.split(":", 1)[1].strip()
+            for ln in head.decode().split("\r\n")
+            if ln.lower().startswith("sec-websocket-key:")
+        )
+        writer.write(upgrade({"sec-websocket-key": key}))
+        await release.wait()  # never reads again
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sock = await connect(f"ws://127.0.0.1:{port}/", timeout=5)
+        lost = asyncio.get_running_loop().create_future()
+        gone = sock.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            gone(exc)
+            lost.set_result(None)
+
+        sock.connection_lost = connection_lost  # type: ignore[method-assign]
+        send = sock.send_bytes(b"\0" * 65536)
+        for _ in range(2048):  # at most 128 MiB before the kernel buffers are full
+            try:
+                send.send(None)
+            except StopIteration:
+                send = sock.send_bytes(b"\0" * 65536)
+                continue
+            break
+        send.close()
+        await asyncio.wait_for(sock.close(), 2)
+        await asyncio.wait_for(lost, 2)  # the socket is gone, not waiting for the peer
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:

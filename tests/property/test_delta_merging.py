@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ultravox_fsm import commands as cmd
@@ -109,8 +109,8 @@ def merged(events: list[Any]) -> tuple[Engine, list[cmd.Command]]:
             if held and event.ordinal == ordinal:
                 held.append(delta)
                 continue
+            settle()
             if engine.merges(event):
-                settle()
                 ordinal = event.ordinal
                 held.append(delta)
                 continue
@@ -141,8 +141,20 @@ def joined(commands: list[cmd.Command]) -> tuple[list[cmd.Command], set[str]]:
     return out, kinds
 
 
+# A run of ordinal 1 gives the open generation (which had none) its ordinal: whether the next
+# run merges may only be asked once the engine has seen it.
+ORDINAL_CHANGE = [
+    wire.State(state="thinking"),
+    wire.Transcript(role="agent", text="Hi"),
+    wire.State(state="speaking"),
+    ev.SayRequested(request_id="r2", text="Hi"),
+    *(wire.Transcript(role="agent", delta="Hi", ordinal=o) for o in (1, 2, 2)),
+]
+
+
 @settings(max_examples=400, deadline=None)
 @given(traffic)
+@example(ORDINAL_CHANGE)
 def test_merged_deltas_give_what_one_by_one_gives(events: list[Any]) -> None:
     single, expected = one_by_one(events)
     batched, got = merged(events)

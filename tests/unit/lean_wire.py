@@ -87,6 +87,9 @@ class FakeTransport(asyncio.Transport):
             assert self.protocol is not None
             asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written is taken at once
+
     def pause_reading(self) -> None:
         pass
 

@@ -83,3 +83,53 @@ async def test_a_delta_of_the_next_utterance_in_the_same_burst_opens_its_own_gen
         assert "".join(await asyncio.wait_for(texts_of(made[1]), 2)) == "Again now"
     finally:
         await rt.aclose()
+
+
+def engine_inputs(rt: RealtimeSession) -> list[object]:
+    """Every input the engine takes from now on, in order (through its observer)."""
+    seen: list[object] = []
+    observe = rt._engine._observer
+    assert observe is not None
+
+    def spy(now: float, event: object, steps: list[object], commands: list[object]) -> None:
+        seen.append(event)
+        observe(now, event, steps, commands)  # type: ignore[arg-type]
+
+    rt._engine._observer = spy  # type: ignore[assignment]
+    return seen
+
+
+async def test_whether_a_delta_of_another_ordinal_merges_is_asked_after_the_run_before_it() -> None:
+    """A run of ordinal 1 joining a generation without an ordinal gives it ordinal 1: a delta
+    of ordinal 2 then opens a generation, undecided while a reply is asked for, and must not be
+    merged on the word of an engine that had not seen the run yet."""
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        rt.feed_network(ev.Connected(call_id="c1"))
+        rt.on_text(text(wire.State(state="thinking")))
+        rt.on_text(text(wire.Transcript(role="agent", text="Hi", ordinal=None)))
+        rt.on_text(text(wire.State(state="speaking")))
+        rt.generate_reply()
+        seen = engine_inputs(rt)
+        for ordinal in (1, 2, 2):
+            rt.on_text(text(wire.Transcript(role="agent", delta=" a", ordinal=ordinal)))
+        await asyncio.sleep(0)  # the burst ends
+        deltas = [(e.ordinal, e.delta) for e in seen if isinstance(e, wire.Transcript)]
+        assert deltas == [(1, " a"), (2, " a"), (2, " a")]  # each weighed as evidence
+    finally:
+        await rt.aclose()
+
+
+async def test_a_tool_result_sent_directly_sees_the_held_deltas_first() -> None:
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        greeting(rt, " one")
+        invocation = wire.ClientToolInvocation(tool_name="lookup", invocation_id="i1")
+        rt.on_text(text(invocation))
+        seen = engine_inputs(rt)
+        rt.on_text(text(wire.Transcript(role="agent", delta=" moment", ordinal=1)))
+        await rt.send_tool_result("i1", "42")  # in the same burst: the delta came first
+        kinds = [type(e).__name__ for e in seen]
+        assert kinds[:2] == ["Transcript", "ToolResult"]
+    finally:
+        await rt.aclose()

@@ -495,3 +495,71 @@ async def test_concurrent_closes_both_return() -> None:
 def test_client_frames_helper_refuses_unmasked_frames() -> None:
     with pytest.raises(AssertionError):
         client_frames(frame(TEXT, b"x"))
+
+
+# --- a server that does not read ----------------------------------------------------------------
+
+
+async def test_pings_while_writes_wait_get_one_pong_for_the_latest_when_they_drain() -> None:
+    """A server that stops reading but floods pings must not grow our write buffer: aiohttp
+    stops reading until its pong drains; here only the latest ping is answered (§5.5.3 allows
+    it), once the transport drains."""
+    sock, transport, _, _ = await serving()
+    sock.pause_writing()
+    for i in range(1000):
+        sock.data_received(frame(PING, b"%d" % i))
+    assert transport.frames() == []
+    sock.resume_writing()
+    assert transport.frames() == [(PONG, b"999")]
+    sock.data_received(frame(PING, b"now"))
+    assert transport.frames()[-1] == (PONG, b"now")
+
+
+async def test_a_message_in_tiny_fragments_costs_its_size_not_a_list_entry_per_fragment() -> None:
+    """max_msg_size bounds what a fragmented message holds: empty or one-byte continuation
+    frames must not cost an object (or a list slot) each, without bound."""
+    import tracemalloc
+
+    sock, _, got, _ = await serving(max_msg_size=1024)
+    sock.data_received(frame(BINARY, b"a", fin=False))
+    empty = frame(CONT, b"", fin=False) * 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            sock.data_received(empty)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 64 * 1024, f"{held} bytes held for a 1-byte message"
+    sock.data_received(frame(CONT, b"b"))
+    assert got.messages() == [b"ab"]
+
+
+class _CountingFind(bytearray):
+    """A buffer that counts the bytes its ``find`` is asked to scan."""
+
+    scanned = 0
+
+    def find(self, sub: object, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        stop = len(self) if end is None else min(end, len(self))
+        self.scanned += max(0, stop - start)
+        return super().find(sub, start, stop)  # type: ignore[arg-type]
+
+
+async def test_a_handshake_answer_dribbled_byte_by_byte_is_scanned_once() -> None:
+    """A server sending its headers a byte at a time must not make each byte rescan all that
+    came before (64 KiB of headers: 2 GiB of comparisons, a second of CPU)."""
+    sock = LeanSocket()
+    transport = FakeTransport()
+    transport.protocol = sock
+    sock.connection_made(transport)
+    sock._buf = buf = _CountingFind()
+    handshake = sock._handshake = asyncio.get_running_loop().create_future()
+    head = b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: " + b"a" * 20_000 + b"\r\nUpgrade: x"
+    for i in range(len(head)):
+        sock.data_received(head[i : i + 1])
+    sock.data_received(b"\r\n\r\n" + frame(TEXT, b"early"))
+    assert handshake.result() == head
+    assert buf.scanned < 8 * len(head)  # the new byte and the 3 before it, each time
+    assert bytes(buf) == frame(TEXT, b"early")

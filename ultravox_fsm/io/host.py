@@ -101,9 +101,11 @@ class CallHost(CommandEffects):
         if type(message) is wire.Transcript:
             delta = wire.agent_delta(message)
             if delta is not None:
-                if self._deltas and message.ordinal == self._delta_ordinal:
-                    self._deltas.append(delta)  # the run goes on; the engine has not moved
-                    return
+                if self._deltas:
+                    if message.ordinal == self._delta_ordinal:
+                        self._deltas.append(delta)  # the run goes on; the engine has not moved
+                        return
+                    self._settle()  # a run of another ordinal: `merges` must see it first
                 if self._engine.merges(message):
                     self._hold(message.ordinal, delta)
                     return
@@ -112,7 +114,6 @@ class CallHost(CommandEffects):
     def _hold(self, ordinal: int | None, delta: str) -> None:
         """Keep a delta that only appends text until the burst ends or another input comes:
         120 deltas of a reply then cost one engine input instead of 120."""
-        self._settle()  # a run of another ordinal
         self._delta_ordinal = ordinal
         self._deltas.append(delta)
         self._burst.schedule()

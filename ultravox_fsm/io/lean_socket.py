@@ -101,11 +101,11 @@ class LeanSocket(asyncio.Protocol):
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._handshake: asyncio.Future[bytes] | None = None
         self._buf = bytearray()  # bytes not yet parsed (a partial frame, or the handshake)
-        self._parts: list[bytes] = []  # the fragments of an open message
+        self._part = bytearray()  # an open fragmented message so far (no object per fragment)
         self._part_op = 0  # its opcode (0: no fragmented message open)
-        self._part_size = 0
         self._close_sent = False
         self._paused = False
+        self._pong: bytes | None = None  # the latest ping's payload, unanswered while paused
         self._drains: list[asyncio.Future[None]] = []
         self._served = False
         self._parsing = False  # reading is paused until serve() or close() wants frames
@@ -132,7 +132,8 @@ class LeanSocket(asyncio.Protocol):
             await self._drain()
 
     async def close(self, code: int = 1000) -> None:
-        """Send a close frame, wait at most `CLOSE_TIMEOUT` for the echo, close the transport.
+        """Send a close frame, wait at most `CLOSE_TIMEOUT` for the echo, close the transport
+        (abort it if what was written is still unsent: the peer stopped reading).
 
         Idempotent; data arriving meanwhile is no longer delivered (the user is done with it).
         """
@@ -145,7 +146,10 @@ class LeanSocket(asyncio.Protocol):
                 self._start_parsing()  # to see the echo, even if serve() never ran
                 await asyncio.wait((self._done,), timeout=CLOSE_TIMEOUT)
         finally:
-            transport.close()
+            if transport.get_write_buffer_size():  # a peer that stopped reading would keep
+                transport.abort()  # a gracefully closed socket open until it read again
+            else:
+                transport.close()
             self._finish(1006)
 
     async def serve(
@@ -208,6 +212,9 @@ class LeanSocket(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        pong, self._pong = self._pong, None
+        if pong is not None:
+            self._control(_PING, pong)
         self._release_drains()
 
     # --- reading --------------------------------------------------------------------------
@@ -219,7 +226,8 @@ class LeanSocket(asyncio.Protocol):
         handshake = self._handshake
         if handshake is None or handshake.done():
             return
-        end = buf.find(b"\r\n\r\n", 0, MAX_HEADERS + 4)
+        # From just before the new bytes: a server dribbling its answer is scanned once.
+        end = buf.find(b"\r\n\r\n", max(0, len(buf) - len(data) - 3), MAX_HEADERS + 4)
         if end < 0:
             if len(buf) > MAX_HEADERS:
                 handshake.set_exception(HandshakeError(f"headers over {MAX_HEADERS} bytes"))
@@ -316,7 +324,7 @@ class LeanSocket(asyncio.Protocol):
         if opcode == _CONT:
             if not self._part_op:
                 raise _Failure(1002, "a continuation frame with no message open")
-            size += self._part_size
+            size += len(self._part)
         elif opcode > _BINARY:
             raise _Failure(1002, f"unknown data opcode {opcode:#x}")
         elif self._part_op:
@@ -328,14 +336,13 @@ class LeanSocket(asyncio.Protocol):
         """Keep a fragment; deliver the message on its last one (returns messages delivered)."""
         if opcode != _CONT:
             self._part_op = opcode
-        self._parts.append(payload)
-        self._part_size += len(payload)
+        self._part += payload
         if not fin:
             return 0
-        message = b"".join(self._parts)
+        message = bytes(self._part)
         kind = self._part_op
-        self._parts.clear()
-        self._part_op = self._part_size = 0
+        self._part.clear()
+        self._part_op = 0
         if self._close_sent:
             return 0
         if kind == _TEXT:
@@ -347,7 +354,9 @@ class LeanSocket(asyncio.Protocol):
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
             transport = self._transport
-            if not self._close_sent and transport is not None and not transport.is_closing():
+            if self._paused:  # a peer that does not read would have every pong buffered
+                self._pong = payload  # only the latest is answered, on the drain (§5.5.3)
+            elif not self._close_sent and transport is not None and not transport.is_closing():
                 transport.write(_frame(_PONG, payload))
         elif opcode == _CLOSE:
             code = 1005
@@ -419,7 +428,7 @@ class LeanSocket(asyncio.Protocol):
     def _fail(self, code: int, why: str) -> None:
         """Fail the connection (§7.1.7): say why in a close frame, then drop it."""
         logger.debug("failing the WebSocket connection with %d: %s", code, why)
-        self._parts.clear()
+        self._part.clear()
         self._send_close(code.to_bytes(2, "big"))
         self._finish(code)
         if self._transport is not None:
