@@ -121,3 +121,17 @@ async def test_a_transport_that_ends_its_bursts_needs_no_callback() -> None:
     gen.text("next")
     burst.end()
     assert drain(gen) == ([], ["next"])
+
+
+async def test_a_settle_that_raises_does_not_strand_what_arrived() -> None:
+    def broken() -> None:
+        raise RuntimeError("a listener raised")
+
+    burst = Burst(settle=broken)
+    gen = GenerationStreams("g", 24000, audio=True, burst=burst)
+    gen.audio(b"\1\1")
+    try:
+        burst.end()
+    except RuntimeError:
+        pass
+    assert drain(gen) == ([b"\1\1"], [])

@@ -60,11 +60,11 @@ class Burst:
         try:
             if self._settle is not None:
                 self._settle()
-        finally:
+        finally:  # a settle that raised (a bug, a listener) does not strand what arrived
             self._ending = False
-        dirty, self._dirty = self._dirty, []
-        for streams in dirty:
-            streams.flush()
+            dirty, self._dirty = self._dirty, []
+            for streams in dirty:
+                streams.flush()
 
 
 class GenerationStreams:
