@@ -32,5 +32,6 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/session.py
+	$(BIN)/python benchmarks/replay_turn.py
 	$(BIN)/python benchmarks/realtime.py
 	$(BIN)/python benchmarks/long_call.py

@@ -31,6 +31,11 @@ def test_session_benchmark_runs() -> None:
     assert "ultravox_fsm lean: per turn seed/ours" in out
 
 
+def test_replay_benchmark_runs() -> None:
+    out = run_benchmark("replay_turn.py", "--turns", "3", "--rounds", "1")
+    assert "our processing per turn, no socket" in out
+
+
 def test_realtime_benchmark_runs() -> None:
     out = run_benchmark(
         "realtime.py",
