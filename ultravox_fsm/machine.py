@@ -122,13 +122,19 @@ class Engine:
         """Whether ``message`` only appends text to the open generation, which is decided: such
         deltas in a row (same ordinal) may reach `receive` as one delta with the same effect
         (the data path below; an undecided generation weighs each delta as evidence)."""
-        t = self._turns
-        gen = t.gen
+        gen = self._turns.gen
         return (
             wire.agent_delta(message) is not None
             and gen is not None
             and gen.state is not Gen.UNDECIDED
-            and t.state in GENERATING
+            and self._continues(message)
+        )
+
+    def _continues(self, message: wire.Transcript) -> bool:
+        """The guards of the AGENT_TEXT row that stays in the state (the data path's)."""
+        t = self._turns
+        return (
+            t.state in GENERATING
             and not t.stale_ordinal(message)
             and t.continues_generation(message)
         )
@@ -217,13 +223,7 @@ class Engine:
             case wire.State():
                 t.fire(_SERVER_STATES.get(message.state, Trigger.SERVER_OTHER), message)
             case wire.Transcript():
-                if (
-                    message.role == "agent"
-                    and not message.final
-                    and t.state in GENERATING
-                    and not t.stale_ordinal(message)
-                    and t.continues_generation(message)
-                ):
+                if message.role == "agent" and not message.final and self._continues(message):
                     # The data path: exactly the AGENT_TEXT row that stays in the state and
                     # runs `continue_text`, without the trigger's cost on every delta.
                     t.continue_text(message)
