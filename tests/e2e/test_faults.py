@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from typing import Any
 
 import pytest
 from livekit import rtc
@@ -10,6 +13,7 @@ from livekit.agents import APIConnectOptions, llm
 
 from ultravox_fsm import RealtimeModel
 from ultravox_fsm.errors import LocalProtocolError
+from ultravox_fsm.io import supervisor
 from ultravox_fsm.io.ultravox import check_join_url
 from ultravox_fsm.testing.server import StandInServer
 
@@ -176,3 +180,27 @@ async def test_a_server_that_stops_reading_holds_back_bounded_audio_and_the_call
     received = sum(call.audio_bytes for call in server.calls.values())
     assert 0 < received < pushed * 640  # the oldest of the backlog was dropped, not all of it
     await rt.aclose()
+
+
+async def test_aclose_ends_a_call_task_that_swallowed_its_cancellation(
+    server: StandInServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before 3.12, `asyncio.wait_for` returns the result instead of raising when the cancel
+    comes as the awaited thing completes (both transports open the socket under it): the call
+    task then joins a socket after aclose. It must close it, not serve it forever."""
+    real = supervisor.open_socket
+    opening = asyncio.Event()
+
+    async def stubborn(*args: Any, **kwargs: Any) -> Any:
+        opening.set()
+        with contextlib.suppress(asyncio.CancelledError):  # the race: answer and cancel at once
+            await asyncio.sleep(10)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(supervisor, "open_socket", stubborn)
+    rt = RealtimeModel(base_url=server.base_url, api_key=KEY, output_medium="text").session()
+    await asyncio.wait_for(opening.wait(), 5)
+    await asyncio.wait_for(rt.aclose(), 5)
+    await asyncio.sleep(0.1)
+    assert all(call.closed for call in server.calls.values())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

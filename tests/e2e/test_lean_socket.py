@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import shutil
 import ssl
@@ -468,6 +469,36 @@ async def test_the_timeout_covers_the_handshake() -> None:
         with pytest.raises(asyncio.TimeoutError):
             await connect(url, timeout=0.2)
     assert time.monotonic() - started < 1
+
+
+async def test_a_connect_cancelled_as_the_connection_opens_leaves_no_error_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session closing (or the timeout) while the TCP connection is being made: the
+    connection is closed, and nothing reaches the event loop's exception handler."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    made = LeanSocket.connection_made
+    task: asyncio.Task[LeanSocket] | None = None
+
+    def cancel_on_connect(sock: LeanSocket, transport: asyncio.BaseTransport) -> None:
+        made(sock, transport)
+        assert task is not None
+        task.cancel()
+
+    monkeypatch.setattr(LeanSocket, "connection_made", cancel_on_connect)
+    try:
+        async with raw_server(None) as (url, _):
+            task = asyncio.create_task(connect(url, timeout=5))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.05)
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,17 @@ reordered by that, whatever comes next in the same burst."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgspec
+import pytest
 from livekit.agents import llm
 
 from ultravox_fsm import RealtimeModel, wire
 from ultravox_fsm import events as ev
 from ultravox_fsm.io.session import RealtimeSession
+from ultravox_fsm.io.supervisor import CallSupervisor
+from ultravox_fsm.states import State
 
 _encode = msgspec.json.Encoder().encode
 
@@ -131,5 +135,25 @@ async def test_a_tool_result_sent_directly_sees_the_held_deltas_first() -> None:
         await rt.send_tool_result("i1", "42")  # in the same burst: the delta came first
         kinds = [type(e).__name__ for e in seen]
         assert kinds[:2] == ["Transcript", "ToolResult"]
+    finally:
+        await rt.aclose()
+
+
+async def test_late_frames_of_the_call_being_replaced_are_not_warned_about(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart starts the new call a loop turn later; the old socket's frames of that turn
+    (its current chunk, aiohttp's queue, until its close completes) reach a session that is
+    restarting. They are moot, not the server's fault: no WARNING for them."""
+    monkeypatch.setattr(CallSupervisor, "start", lambda self, prior_call_id: None)  # no I/O
+    rt = RealtimeModel(base_url="http://127.0.0.1:9/api", api_key="k").session()
+    try:
+        rt.feed_network(ev.Connected(call_id="c1"))
+        rt._request(ev.RestartRequested(reason="instructions changed"))
+        assert rt.state is State.RESTARTING
+        rt.on_text(text(wire.State(state="speaking")))
+        rt.on_text(text(wire.Transcript(role="agent", text="Late", ordinal=4)))
+        rt.on_text(text(wire.PlaybackClearBuffer()))
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     finally:
         await rt.aclose()

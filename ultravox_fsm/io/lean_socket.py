@@ -449,6 +449,11 @@ def _utf8(data: bytes | memoryview, what: str) -> str:
         raise _Failure(1007, f"{what} is not valid UTF-8") from None
 
 
+def _observe(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _ignore(data: bytes | str) -> None:
     pass
 
@@ -479,6 +484,9 @@ async def connect(
     loop = asyncio.get_running_loop()
     sock = LeanSocket(max_msg_size)
     sock._handshake = loop.create_future()
+    # A connection lost after connect() gave up (cancelled as the TCP connection opened)
+    # fails the handshake with no one awaiting it: that must not reach the event loop.
+    sock._handshake.add_done_callback(_observe)
 
     async def handshake() -> None:
         transport, _ = await loop.create_connection(

@@ -62,6 +62,7 @@ class CallSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._ws: Socket | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False  # aclose() was called: nothing more reaches the host
 
     def start(self, prior_call_id: str | None) -> None:
         previous = self._task
@@ -82,6 +83,7 @@ class CallSupervisor:
         await ws.close()
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._ws is not None:
             await self._ws.close()
         if self._task is not None:
@@ -114,7 +116,7 @@ class CallSupervisor:
                 transport=self._transport,
             )
         except CallRejected as exc:
-            host.feed_network(
+            self._failed(
                 ev.CallFailed(
                     detail=str(exc),
                     retryable=exc.retryable,
@@ -124,13 +126,16 @@ class CallSupervisor:
             )
             return
         except CallUnreachable as exc:
-            host.feed_network(ev.CallFailed(detail=str(exc), retryable=True))
+            self._failed(ev.CallFailed(detail=str(exc), retryable=True))
             return
         except Exception as exc:  # a bug or a bad option: the session ends, with the cause
             logger.debug("call creation raised", exc_info=True)
-            host.feed_network(
+            self._failed(
                 ev.CallFailed(detail=f"unexpected {type(exc).__name__}: {exc}", retryable=False)
             )
+            return
+        if self._closed:  # a cancel swallowed by wait_for (Python < 3.12) as the socket opened
+            await ws.close()
             return
         self._ws = ws
         host.joined(ws, time.perf_counter() - started)
@@ -169,6 +174,10 @@ class CallSupervisor:
         finally:
             await ws.close()
         return ws.close_code
+
+    def _failed(self, event: ev.CallFailed) -> None:
+        if not self._closed:  # after aclose (a swallowed cancel) the session wants no news
+            self._host.feed_network(event)
 
     def _dropped(self, exc: Exception) -> None:
         """A frame handler raised: the frame is dropped, the kind reported once."""
