@@ -291,6 +291,22 @@ AFTER_THE_END = (
     T.CONTEXT,
 )
 
+# What the call being replaced may still send while its successor is created (its socket is
+# closed a loop turn after the restart): moot, so ignored, not refused. The new call's frames
+# come only after CONNECT has left RESTARTING.
+FROM_THE_REPLACED_CALL = (
+    T.SERVER_THINKING,
+    T.SERVER_SPEAKING,
+    T.SERVER_LISTENING,
+    T.SERVER_OTHER,
+    T.AGENT_TEXT,
+    T.AGENT_OUTPUT,
+    T.USER_TEXT,
+    T.USER_SPEECH,
+    T.BARGE_IN,
+    T.TOOL_INVOCATION,
+)
+
 TURN: Table[State, Trigger] = Table(
     name="turn",
     states=State,
@@ -460,7 +476,8 @@ TURN: Table[State, Trigger] = Table(
         _row(T.CANCEL, OPEN, None, M.cancel_request),
         _row(T.CONTEXT, OPEN, None, M.add_context),
         _row(T.CONTROL, OPEN, None, M.send_control),
-        # --- after the end: late frames and moot client calls change nothing ----------------
+        # --- the replaced call's last frames, and after the end: they change nothing ---------
+        *(_row(trigger, (S.RESTARTING,), None, M.ignore) for trigger in FROM_THE_REPLACED_CALL),
         *(_row(trigger, (S.CLOSED,), None, M.ignore) for trigger in AFTER_THE_END),
     ),
 )

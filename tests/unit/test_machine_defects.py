@@ -81,13 +81,15 @@ def test_4_cancelling_a_queued_reply_keeps_the_users_message() -> None:
     ]
 
 
-def test_5_a_refused_input_changes_nothing() -> None:
+def test_5_a_refused_or_ignored_input_changes_nothing() -> None:
     d = Driver()
+    with pytest.raises(RemoteProtocolError):
+        d(STATE["thinking"], at=1.0)  # no call yet: refused
     d.live()
     d.lose(code=1011)  # backoff done: a new call is being created
     assert d.engine.state is State.RESTARTING
-    with pytest.raises(RemoteProtocolError):
-        d(STATE["thinking"], at=2.0)  # a trailing frame from the old socket
+    assert d(STATE["thinking"], at=2.0) == []  # a trailing frame from the old socket: moot
+    assert d.engine.state is State.RESTARTING
     d.live("c2")
     out = d(agent(0, text="Hello again"), at=31.0)
     close = d(agent(0, text="Hello again", final=True), at=32.0)

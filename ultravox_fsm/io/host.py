@@ -20,7 +20,6 @@ from .. import events as ev
 from .. import wire
 from ..errors import ProtocolError
 from ..machine import ClientInput, ServerInput
-from ..states import State
 from ..trace import TraceWriter
 from .effects import CommandEffects
 from .options import history_of
@@ -164,10 +163,7 @@ class CallHost(CommandEffects):
                 commands = self._engine.receive(event, self._loop.time())
         except ProtocolError as exc:
             self._refused(event, exc)
-            if self._engine.state is State.RESTARTING:  # the replaced call's last frames: moot
-                logger.debug("ignored while the call is replaced: %s", exc)
-            else:
-                self._report_once(f"refused:{type(event).__name__}", str(exc))
+            self._report_once(f"refused:{type(event).__name__}", str(exc))
             return
         self._apply(commands)
 
