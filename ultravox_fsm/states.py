@@ -289,6 +289,7 @@ AFTER_THE_END = (
     T.TOOL_INVOCATION,
     T.CANCEL,
     T.CONTEXT,
+    T.CONTROL,
 )
 
 # What the call being replaced may still send while its successor is created (its socket is

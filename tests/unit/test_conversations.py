@@ -303,6 +303,13 @@ def test_requests_after_close_are_refused() -> None:
         d(ev.ReplyRequested(request_id="r1"))
 
 
+def test_a_moot_option_change_after_the_end_changes_nothing_quietly() -> None:
+    d = Driver()
+    d.live()
+    d(ev.Close())
+    assert d(ev.OutputMediumChanged(medium="text")) == []  # LiveKit may still call it
+
+
 def test_opt_in_user_speech_messages_pair_started_with_stopped() -> None:
     d = Driver()
     d.live()
