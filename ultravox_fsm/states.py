@@ -575,6 +575,10 @@ CONNECTION: Table[Conn, ConnTrigger] = Table(
         _row(CT.SOCKET_CLOSED, (C.LIVE,), C.GIVEN_UP, CM.give_up),
         # The socket we replaced or gave up on closing late: nothing to do.
         _row(CT.SOCKET_CLOSED, (C.CREATING, C.BACKING_OFF, C.ENDED, C.GIVEN_UP), None, CM.ignore),
+        # A call creation that the session's end overtook: its outcome is moot (the adapter
+        # closes a socket that joins after the end).
+        _row(CT.JOINED, (C.ENDED,), None, CM.ignore),
+        _row(CT.CREATE_FAILED, (C.ENDED,), None, CM.ignore),
         _row(CT.BACKOFF_EXPIRED, (C.BACKING_OFF,), C.CREATING, CM.start_call),
         _row(CT.REPLACE, (C.LIVE,), C.CREATING, CM.replace_call),
         _row(CT.REPLACE, (C.CREATING,), None, CM.mark_stale),

@@ -310,6 +310,14 @@ def test_a_moot_option_change_after_the_end_changes_nothing_quietly() -> None:
     assert d(ev.OutputMediumChanged(medium="text")) == []  # LiveKit may still call it
 
 
+def test_a_call_creation_the_end_overtook_has_a_moot_outcome() -> None:
+    for late in (ev.CallFailed(detail="HTTP 503", retryable=True), ev.Connected(call_id="c9")):
+        d = Driver()  # the first call is being created
+        d(ev.Close())
+        assert d(late) == []
+        assert d.engine.connection.value == "ended"
+
+
 def test_opt_in_user_speech_messages_pair_started_with_stopped() -> None:
     d = Driver()
     d.live()

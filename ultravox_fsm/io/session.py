@@ -339,11 +339,11 @@ class RealtimeSession(CallHost):
             self._request(ev.Close())
         for task in list(self._say_tasks):
             task.cancel()
+        await self._calls.aclose()  # first: a call being created must not join an ended session
         await asyncio.gather(*self._say_tasks, return_exceptions=True)
         for fut in list(self._futures.values()):
             if not fut.done():
                 fut.set_exception(llm.RealtimeError("the session was closed"))
-        await self._calls.aclose()
         if self._timer is not None:
             self._timer.cancel()
         if self._own_http is not None:
