@@ -272,40 +272,30 @@ OFFLINE = (S.IDLE, S.RESTARTING)
 OPEN = LIVE + OFFLINE  # every state but CLOSED
 BUSY = (S.THINKING, S.SPEAKING, S.TOOL_PENDING)
 GENERATING = (S.SPEAKING, S.TOOL_PENDING)
+# What a call's socket may deliver. From the call being replaced, while its successor is created
+# (its socket closes a loop turn after the restart), it is moot: ignored in RESTARTING, not
+# refused. The new call's frames come only after CONNECT has left RESTARTING.
+FROM_THE_SERVER = (
+    T.SERVER_THINKING,
+    T.SERVER_SPEAKING,
+    T.SERVER_LISTENING,
+    T.SERVER_OTHER,
+    T.AGENT_TEXT,
+    T.AGENT_OUTPUT,
+    T.USER_TEXT,
+    T.USER_SPEECH,
+    T.BARGE_IN,
+    T.TOOL_INVOCATION,
+)
 # What the server or a late client call may still send after the end: ignored, not refused.
 AFTER_THE_END = (
     T.CLOSE,
     T.DISCONNECT,
-    T.SERVER_THINKING,
-    T.SERVER_SPEAKING,
-    T.SERVER_LISTENING,
-    T.SERVER_OTHER,
-    T.AGENT_TEXT,
-    T.AGENT_OUTPUT,
-    T.USER_TEXT,
-    T.USER_SPEECH,
-    T.BARGE_IN,
+    *FROM_THE_SERVER,
     T.INTERRUPT,
-    T.TOOL_INVOCATION,
     T.CANCEL,
     T.CONTEXT,
     T.CONTROL,
-)
-
-# What the call being replaced may still send while its successor is created (its socket is
-# closed a loop turn after the restart): moot, so ignored, not refused. The new call's frames
-# come only after CONNECT has left RESTARTING.
-FROM_THE_REPLACED_CALL = (
-    T.SERVER_THINKING,
-    T.SERVER_SPEAKING,
-    T.SERVER_LISTENING,
-    T.SERVER_OTHER,
-    T.AGENT_TEXT,
-    T.AGENT_OUTPUT,
-    T.USER_TEXT,
-    T.USER_SPEECH,
-    T.BARGE_IN,
-    T.TOOL_INVOCATION,
 )
 
 TURN: Table[State, Trigger] = Table(
@@ -478,7 +468,7 @@ TURN: Table[State, Trigger] = Table(
         _row(T.CONTEXT, OPEN, None, M.add_context),
         _row(T.CONTROL, OPEN, None, M.send_control),
         # --- the replaced call's last frames, and after the end: they change nothing ---------
-        *(_row(trigger, (S.RESTARTING,), None, M.ignore) for trigger in FROM_THE_REPLACED_CALL),
+        *(_row(trigger, (S.RESTARTING,), None, M.ignore) for trigger in FROM_THE_SERVER),
         *(_row(trigger, (S.CLOSED,), None, M.ignore) for trigger in AFTER_THE_END),
     ),
 )
