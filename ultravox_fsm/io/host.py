@@ -172,14 +172,22 @@ class CallHost(CommandEffects):
             self._trace.refused(self._loop.time(), event, exc)
 
     def _request(
-        self, event: ClientInput, fut: asyncio.Future[llm.GenerationCreatedEvent] | None = None
+        self,
+        event: ClientInput,
+        fut: asyncio.Future[llm.GenerationCreatedEvent] | None = None,
+        *,
+        raising: bool = False,
     ) -> None:
+        """Feed the engine a caller's request, after what arrived before it. A refusal fails
+        ``fut``, or is raised (``raising``: the caller awaits the outcome), or is reported."""
         if self._deltas:
             self._settle()
         try:
             commands = self._engine.request(event, self._loop.time())
         except ProtocolError as exc:
             self._refused(event, exc)
+            if raising:
+                raise
             if fut is not None and not fut.done():
                 fut.set_exception(llm.RealtimeError(str(exc)))
             else:

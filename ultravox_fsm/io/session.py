@@ -322,13 +322,9 @@ class RealtimeSession(CallHost):
         """Answer a client tool invocation directly (``reply=False``: the agent listens).
         Raises `LocalProtocolError` if no such invocation is pending on the live call."""
         self._check_open("send_tool_result")
-        if self._deltas:
-            self._settle()  # what arrived before it reaches the engine first, as `_request` does
-        commands = self._engine.request(
-            ev.ToolResult(invocation_id=call_id, result=result, reply_required=reply),
-            self._loop.time(),
+        self._request(
+            ev.ToolResult(invocation_id=call_id, result=result, reply_required=reply), raising=True
         )
-        self._apply(commands)
 
     def hang_up(self, message: str | None = None) -> None:
         """Ask the agent to say ``message`` and end the call."""

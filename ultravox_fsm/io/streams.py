@@ -1,13 +1,10 @@
 """The streams of one agent message, as LiveKit consumes them, handed over once per burst.
 
 Ultravox sends a reply ahead of playback, so its frames and deltas arrive in bursts: many read
-from the socket in one event-loop iteration. Handing each to LiveKit on its own costs an
-`rtc.AudioFrame`, a channel send and a consumer wake-up per 20 ms frame. Instead what arrives
-together is gathered and handed over together at the `Burst`'s end, a callback scheduled with
-``call_soon`` when the first piece arrives: it runs before the loop next waits for I/O, so
-nothing that has arrived waits for anything that has not. Closing (the generation's end or a
-barge-in cut) hands over what was gathered first, so every frame stays in the generation it
-arrived in.
+from the socket at once. Handing each to LiveKit on its own costs an `rtc.AudioFrame`, a
+channel send and a consumer wake-up per 20 ms frame; instead what arrives together is gathered
+and handed over together when the `Burst` ends. Closing (the generation's end or a barge-in
+cut) hands over what was gathered first, so every frame stays in the generation it arrived in.
 """
 
 from __future__ import annotations
